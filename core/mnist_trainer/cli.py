@@ -1,0 +1,125 @@
+"""The `mnist-run` and `mnist-eval` commands.
+
+Only click, attrs, pluggy and entry-point metadata are imported here, so ``--help``
+and ``--list-plugins`` stay fast; torch and plugin modules load inside a run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import registry
+from .data import DATASETS
+from .settings import parse_hidden
+
+DATASET_HELP = f"{', '.join(DATASETS)} or synthetic:N; auto uses MNIST when cached or downloadable, else mnist-sample"
+
+
+class _OneLineErrors(click.Command):
+    """Usage errors print as one line: the message already names the option and the fix."""
+
+    def make_context(self, *args, **kwargs) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as error:
+            error.ctx = None
+            raise
+
+
+class _WithPlugins(_OneLineErrors):
+    """Appends the installed plugins (from metadata alone) to ``--help``."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        plugins = registry.installed_plugins()
+        with formatter.section("Installed plugins"):
+            formatter.write_dl([(p.name, p.summary) for p in plugins.values()] or [("(none)", "pip install mnist-trainer-relu")])
+        super().format_epilog(ctx, formatter)
+
+
+def _list_plugins(ctx: click.Context, _param, value: bool) -> None:
+    if not value:
+        return
+    plugins = registry.installed_plugins()
+    if not plugins:
+        click.echo("no plugins installed; pip install mnist-trainer-relu, for example")
+    for p in plugins.values():
+        click.echo(f"{p.name:<16} {p.distribution + ' ' + p.version:<32} {p.summary}")
+    ctx.exit()
+
+
+def _hidden(_ctx, _param, value: str) -> tuple[int, ...]:
+    return parse_hidden(value)
+
+
+def _output(as_json: bool):
+    from .runner import Output
+
+    to_stderr = as_json
+    stream = sys.stderr if to_stderr else sys.stdout
+
+    def progress(epoch: int):
+        def wrap(batches):
+            with click.progressbar(batches, label=f"epoch {epoch}", file=sys.stderr) as bar:
+                yield from bar
+
+        return wrap if sys.stderr.isatty() else (lambda batches: iter(batches))
+
+    return Output(
+        say=lambda line: click.echo(line, file=stream),
+        warn=lambda line: click.echo(f"warning: {line}", err=True),
+        progress=progress,
+    )
+
+
+@click.command(cls=_WithPlugins, context_settings={"help_option_names": ["-h", "--help"]},
+               epilog="Example: mnist-run --plugin batchnorm --plugin he")
+@click.option("--plugin", "-p", "plugins", multiple=True, metavar="NAME",
+              help="Load an installed plugin (repeatable); order does not matter.")
+@click.option("-o", "--option", "assignments", multiple=True, metavar="NAME.KEY=VALUE",
+              help="Set a plugin option, e.g. -o relu.negative_slope=0.01 (repeatable).")
+@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.001, show_default=True,
+              help="Learning rate of the core's Adam.")
+@click.option("--hidden", default="256,256", show_default=True, callback=_hidden, help="Hidden layer widths.")
+@click.option("--seed", type=int, default=777, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--dataset", default="auto", show_default=True, help=DATASET_HELP)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder with MNIST-format IDX files, or where mnist/fashion-mnist are downloaded "
+                   "[default: $MNIST_TRAINER_DATA or ~/.cache/mnist-trainer].")
+@click.option("--eval-train", is_flag=True, help="Also evaluate on the training split each epoch.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder [default: runs/<timestamp>-<plugins>].")
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON on stdout (the rest goes to stderr).")
+@click.option("--list-plugins", is_flag=True, expose_value=False, is_eager=True, callback=_list_plugins,
+              help="List installed plugins and exit.")
+@click.version_option(package_name="mnist-trainer")
+def main(plugins, assignments, out, as_json, **fields):
+    """Train a multilayer perceptron on MNIST-format data, composed from plugins."""
+    from . import runner
+
+    settings, pipeline = runner.select(plugins, assignments, **fields)
+    summary = runner.train(settings, pipeline, out, _output(as_json))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+
+
+@click.command(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--dataset", default="auto", show_default=True, help=DATASET_HELP)
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder with MNIST-format IDX files (the t10k pair is enough).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
+def evaluate(run, dataset, data_dir, device, as_json):
+    """Evaluate the model saved in RUN (a mnist-run --out folder) on a dataset's test split."""
+    from . import runner
+
+    result = runner.evaluate_run(run, dataset, data_dir, device, _output(as_json))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))

@@ -1,0 +1,86 @@
+"""The run folder: config, per-epoch metrics and checkpoint, each written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import UserError
+
+CONFIG, METRICS, CHECKPOINT = "config.json", "metrics.jsonl", "model.pt"
+
+
+def default_out(plugins: tuple[str, ...], root: Path = Path("runs")) -> Path:
+    """``runs/<timestamp>-<plugins>``, made unique when two runs start in the same second."""
+    stem = time.strftime("%Y%m%d-%H%M%S") + "-" + ("-".join(sorted(plugins)) or "core")
+    path, suffix = root / stem, 1
+    while path.exists():
+        suffix += 1
+        path = root / f"{stem}.{suffix}"
+    return path
+
+
+def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
+    """Write through `write(file)` into a temporary file beside `path`, then rename over it."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.chmod(temporary, 0o666 & ~_umask())
+        with os.fdopen(handle, mode) as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class RunFolder:
+    """One run's record. Created (and proven writable) before any training time is spent."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.rows: list[dict] = []
+        if self.path.is_dir() and any(self.path.iterdir()):
+            raise UserError(f"--out {self.path} already holds files; choose a new folder so no earlier run is overwritten")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write(self.path / METRICS, lambda file: None)
+        except OSError as error:
+            raise UserError(f"cannot write the run record to {self.path}: {error.strerror}; choose another --out") from None
+
+    def write_config(self, config: dict) -> None:
+        atomic_write(self.path / CONFIG, lambda file: json.dump(config, file, indent=2, default=str))
+
+    def append_metrics(self, row: dict) -> None:
+        """Add one JSON line to metrics.jsonl, rewriting it whole so a reader never sees half a line."""
+        self.rows.append(row)
+        atomic_write(self.path / METRICS, lambda file: file.writelines(json.dumps(r) + "\n" for r in self.rows))
+
+    def save_checkpoint(self, checkpoint: dict) -> None:
+        import torch
+
+        atomic_write(self.path / CHECKPOINT, lambda file: torch.save(checkpoint, file), mode="wb")
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A finished run's checkpoint: the weights and what rebuilds the network around them."""
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path / CHECKPOINT, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path} is not a finished mnist-run record: {path / CHECKPOINT} is missing") from None
+    except (OSError, ValueError, RuntimeError) as error:
+        raise UserError(f"cannot read {path / CHECKPOINT}: {error}") from None

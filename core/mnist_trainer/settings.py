@@ -1,0 +1,104 @@
+"""The run's frozen settings, and parsing of ``-o NAME.KEY=VALUE`` into plugin options."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence, TypeVar
+
+import attrs
+
+from .errors import UserError
+
+T = TypeVar("T")
+
+
+def option(default: Any, *, help: str, converter: Callable | None = None, validator=None):
+    """A plugin option field: `help` says the accepted values and appears in errors."""
+    return attrs.field(default=default, converter=converter, validator=validator, metadata={"help": help})
+
+
+def choice(*values: str) -> Callable[[Any], str]:
+    """Converter accepting one of `values`; its error lists them."""
+
+    def convert(value: Any) -> str:
+        text = str(value)
+        if text not in values:
+            raise ValueError(f"{text!r} is not one of {', '.join(values)}")
+        return text
+
+    return convert
+
+
+@attrs.frozen
+class Settings:
+    """Everything that decides a run; built once from the command line, never mutated."""
+
+    plugins: tuple[str, ...] = ()
+    plugin_options: tuple[tuple[str, Any], ...] = ()
+    epochs: int = 15
+    batch_size: int = 100
+    lr: float = 0.001
+    hidden: tuple[int, ...] = (256, 256)
+    seed: int = 777
+    device: str = "auto"
+    dataset: str = "auto"
+    data_dir: str | None = None
+    eval_train: bool = False
+
+    def options(self, cls: type[T]) -> T:
+        """The options instance of class `cls` (its defaults when none were given)."""
+        for _, value in self.plugin_options:
+            if type(value) is cls:
+                return value
+        return cls()
+
+    def options_dict(self) -> dict[str, dict[str, Any]]:
+        return {name: attrs.asdict(value) for name, value in self.plugin_options}
+
+
+def parse_assignments(texts: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Split each ``NAME.KEY=VALUE`` into ``{NAME: {KEY: VALUE}}``."""
+    parsed: dict[str, dict[str, str]] = {}
+    for text in texts:
+        target, eq, value = text.partition("=")
+        name, dot, key = target.partition(".")
+        if not (eq and dot and name and key):
+            raise UserError(f"malformed option -o {text!r}: write -o NAME.KEY=VALUE, e.g. -o relu.negative_slope=0.01")
+        parsed.setdefault(name.strip(), {})[key.strip()] = value.strip()
+    return parsed
+
+
+def build_options(name: str, cls: type[T] | None, values: Mapping[str, Any]) -> T | None:
+    """Instantiate plugin `name`'s options class from `values`, with errors a user can act on."""
+    if cls is None:
+        if values:
+            raise UserError(f"plugin {name!r} takes no options (got -o {name}.{next(iter(values))}=...)")
+        return None
+    fields = {field.name: field for field in attrs.fields(cls)}
+    for key in values:
+        if key not in fields:
+            raise UserError(f"unknown option {name}.{key}; {name} accepts: {describe_fields(name, fields.values())}")
+    for key, value in values.items():
+        try:
+            cls(**{key: value})
+        except (TypeError, ValueError) as error:
+            help_text = fields[key].metadata.get("help", "see the plugin's README")
+            raise UserError(f"invalid value for -o {name}.{key}={value}: {error} (accepted: {help_text})") from None
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"invalid options for {name}: {error}") from None
+
+
+def describe_fields(name: str, fields) -> str:
+    return ", ".join(f"{name}.{f.name} ({f.metadata.get('help', 'see README')})" for f in fields)
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    """``"256,256"`` -> ``(256, 256)``; every width a positive integer."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise UserError(f"--hidden {text!r}: give comma-separated positive widths, e.g. --hidden 256,256")
+    return widths

@@ -1,0 +1,25 @@
+"""ReLU in the activation slot of every hidden block; leaky when ``negative_slope > 0``."""
+
+import attrs
+from attrs.validators import ge
+from torch import nn
+
+from mnist_trainer import Activation, hookimpl, option
+
+
+@attrs.frozen
+class ReluOptions:
+    negative_slope: float = option(0.0, converter=float, validator=ge(0.0), help="a number >= 0; 0 is plain ReLU")
+
+
+@hookimpl
+def mnist_trainer_options():
+    return ReluOptions
+
+
+@hookimpl
+def mnist_trainer_activation(settings):
+    slope = settings.options(ReluOptions).negative_slope
+    if slope == 0:
+        return Activation("ReLU", nn.ReLU, "relu")
+    return Activation(f"LeakyReLU(negative_slope={slope})", lambda: nn.LeakyReLU(slope), "leaky_relu", slope)

@@ -1,0 +1,45 @@
+"""The installed commands as a user runs them: subprocesses, real entry points, real digits."""
+
+import json
+import subprocess
+import sys
+import time
+
+from tests.conftest import T10K, console, requires_t10k
+
+
+@requires_t10k
+def test_relu_on_the_sample_scores_92_percent_on_official_mnist_test_digits(tmp_path):
+    trained = console("mnist-run", "--plugin", "relu", "--dataset", "mnist-sample", "--device", "cpu",
+                      "--out", tmp_path / "relu", "--json")
+    assert trained.returncode == 0, trained.stderr
+    assert "ReLU [relu]" in trained.stderr  # found through its entry point, not registered by hand
+    assert json.loads(trained.stdout)["plugins"][0]["distribution"] == "mnist-trainer-relu"
+    evaluated = console("mnist-eval", tmp_path / "relu", "--data-dir", T10K, "--device", "cpu", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads(evaluated.stdout)
+    assert result["test_size"] == 10000
+    assert result["metrics"]["accuracy"] >= 0.92
+
+
+def test_module_entry_point_and_version():
+    out = subprocess.run([sys.executable, "-m", "mnist_trainer", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "0.1.0" in out.stdout
+
+
+def test_help_and_listing_are_fast_and_import_no_torch():
+    for flag in ("--help", "--list-plugins"):
+        code = (
+            "import sys\nfrom mnist_trainer import cli\n"
+            f"try:\n    cli.main(['{flag}'])\nexcept SystemExit:\n    pass\n"
+            "print('torch imported' if 'torch' in sys.modules else 'torch not imported', "
+            "'plugin imported' if 'mnist_trainer_relu' in sys.modules else 'plugin not imported')"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert "relu" in out and out.strip().endswith("torch not imported plugin not imported"), out
+        walls = []
+        for _ in range(3):
+            started = time.perf_counter()
+            assert console("mnist-run", flag).returncode == 0
+            walls.append(time.perf_counter() - started)
+        assert min(walls) < 0.5, f"mnist-run {flag} took {min(walls):.2f} s"

@@ -1,0 +1,151 @@
+"""The command end to end, in-process: records, determinism, and the bad-input matrix."""
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_trainer import cli
+from tests.test_registry import CLAIMS_ACTIVATION
+
+SAMPLE = Path(__file__).resolve().parents[1] / "core" / "mnist_trainer" / "sample"
+FAST = ["--dataset", "synthetic:600", "--epochs", "2", "--batch-size", "50", "--hidden", "32,32", "--device", "cpu"]
+
+
+def test_run_writes_a_complete_record(run_cli, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("--plugin", "relu", *FAST, "--eval-train", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "ReLU [relu]" in result.stdout and "Sigmoid" not in result.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["plugins"] == [{"name": "relu", "distribution": "mnist-trainer-relu", "version": "0.1.0", "reason": "selected"}]
+    assert config["dataset"] == {"name": "synthetic:600", "source": "generated", "train_size": 600, "test_size": 100}
+    assert config["settings"]["hidden"] == [32, 32] and config["settings"]["options"] == {"relu": {"negative_slope": 0.0}}
+    assert config["versions"]["torch"] == torch.__version__ and config["device"]["name"] == "cpu"
+    assert config["summary"]["final"]["epoch"] == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert set(rows[0]) >= {"train_loss", "test_loss", "test_accuracy", "train_eval_loss", "train_eval_accuracy", "seconds"}
+    checkpoint = torch.load(out / "model.pt", weights_only=True)
+    assert checkpoint["plugins"] == ["relu"] and checkpoint["hidden"] == [32, 32]
+    assert checkpoint["state_dict"]["0.linear.weight"].shape == (32, 784)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl", "model.pt"]  # no temp files left
+
+
+def test_json_summary_on_stdout_and_the_rest_on_stderr(run_cli, tmp_path):
+    result = run_cli(*FAST, "--json", "--out", tmp_path / "run")
+    summary = json.loads(result.stdout)
+    assert summary["final"]["epoch"] == 2 and 0 <= summary["final"]["test_accuracy"] <= 1
+    assert "Sigmoid [core default]" in result.stderr
+
+
+def test_same_seed_same_metrics_exactly(run_cli, tmp_path):
+    rows = []
+    for name in ("a", "b"):
+        assert run_cli("--plugin", "relu", *FAST, "--seed", "5", "--out", tmp_path / name).exit_code == 0
+        rows.append([{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                     for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()])
+    assert rows[0] == rows[1]
+    assert run_cli("--plugin", "relu", *FAST, "--seed", "6", "--out", tmp_path / "c").exit_code == 0
+    other = json.loads((tmp_path / "c" / "metrics.jsonl").read_text().splitlines()[0])
+    assert other["train_loss"] != rows[0][0]["train_loss"]
+
+
+def test_evaluate_rebuilds_a_saved_run(run_cli, tmp_path):
+    run_cli("--plugin", "relu", "-o", "relu.negative_slope=0.1", *FAST, "--out", tmp_path / "run")
+    trained = json.loads((tmp_path / "run" / "config.json").read_text())["summary"]["final"]
+    result = run_cli(tmp_path / "run", "--dataset", "synthetic:600", "--json", command=cli.evaluate)
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(result.stdout)
+    assert evaluated["metrics"]["accuracy"] == pytest.approx(trained["test_accuracy"])
+    assert evaluated["metrics"]["loss"] == pytest.approx(trained["test_loss"], rel=1e-5)
+
+
+def test_help_lists_installed_plugins(run_cli):
+    result = run_cli("--help")
+    assert result.exit_code == 0 and "Installed plugins" in result.stdout and "relu" in result.stdout
+
+
+def truncated_copy(tmp_path):
+    folder = tmp_path / "truncated"
+    shutil.copytree(SAMPLE, folder)
+    images = folder / "train-images-idx3-ubyte.gz"
+    images.write_bytes(gzip.compress(gzip.decompress(images.read_bytes())[:-5000]))
+    return folder
+
+
+def a_file(tmp_path):
+    (tmp_path / "file").write_text("keep me")
+    return tmp_path / "file" / "run"
+
+
+def existing_run(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.json").write_text("{}")
+    return tmp_path / "old"
+
+
+BAD_INPUT = {
+    "unknown plugin": (lambda tmp: ["--plugin", "rleu"], ["unknown plugin 'rleu'", "did you mean 'relu'?"]),
+    "malformed -o": (lambda tmp: ["--plugin", "relu", "-o", "relu.negative_slope"], ["NAME.KEY=VALUE"]),
+    "unknown key": (lambda tmp: ["--plugin", "relu", "-o", "relu.slope=1"], ["unknown option relu.slope", "relu.negative_slope"]),
+    "out of range": (lambda tmp: ["--plugin", "relu", "-o", "relu.negative_slope=-1"], ["relu.negative_slope=-1", "a number >= 0"]),
+    "wrong type": (lambda tmp: ["--plugin", "relu", "-o", "relu.negative_slope=steep"], ["relu.negative_slope=steep", "a number >= 0"]),
+    "option for unselected plugin": (lambda tmp: ["-o", "relu.negative_slope=0.1"], ["not selected", "--plugin relu"]),
+    "hidden with gaps": (lambda tmp: ["--hidden", "256,,x"], ["--hidden", "positive widths"]),
+    "hidden zero": (lambda tmp: ["--hidden", "0"], ["--hidden"]),
+    "zero epochs": (lambda tmp: ["--epochs", "0"], ["--epochs", "0 is not in the range"]),
+    "zero batch": (lambda tmp: ["--batch-size", "0"], ["--batch-size"]),
+    "batch above train set": (lambda tmp: ["--dataset", "mnist-sample", "--batch-size", "5000"], ["--batch-size 5000", "4000 training images"]),
+    "bad dataset": (lambda tmp: ["--dataset", "cifar"], ["unknown --dataset 'cifar'", "mnist-sample"]),
+    "empty data dir": (lambda tmp: ["--data-dir", tmp], ["no MNIST-format files", "--dataset mnist-sample"]),
+    "truncated idx": (lambda tmp: ["--data-dir", truncated_copy(tmp)], ["train-images-idx3-ubyte.gz is truncated"]),
+    "unwritable out": (lambda tmp: ["--dataset", "synthetic:100", "--batch-size", "10", "--out", a_file(tmp)], ["cannot write the run record", "--out"]),
+    "out holds a run": (lambda tmp: ["--dataset", "synthetic:100", "--batch-size", "10", "--out", existing_run(tmp)], ["already holds files"]),
+    "bad device": (lambda tmp: ["--device", "tpu"], ["--device 'tpu'"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_one_line_exit_2(run_cli, tmp_path, case):
+    args, words = BAD_INPUT[case]
+    result = run_cli(*args(tmp_path), "--epochs", "1") if case != "zero epochs" else run_cli(*args(tmp_path))
+    assert_user_error(result, words)
+    if case == "unwritable out":
+        assert (tmp_path / "file").read_text() == "keep me"
+    if case == "out holds a run":
+        assert [p.name for p in (tmp_path / "old").iterdir()] == ["config.json"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda(run_cli):
+    assert_user_error(run_cli("--device", "cuda"), ["no CUDA device", "--device cpu"])
+
+
+def test_two_plugins_in_one_exclusive_slot(run_cli, fake_plugin):
+    fake_plugin("tanh", CLAIMS_ACTIVATION)
+    assert_user_error(run_cli("--plugin", "tanh", "--plugin", "relu"), ["'relu' and 'tanh'", "activation slot"])
+
+
+def test_plugin_whose_import_raises(run_cli, fake_plugin):
+    fake_plugin("broken", "raise RuntimeError('boom')")
+    assert_user_error(run_cli("--plugin", "broken"), ["plugin 'broken'", "RuntimeError: boom"])
+    assert run_cli("--list-plugins").exit_code == 0
+
+
+def test_evaluating_a_folder_without_a_run(run_cli, tmp_path):
+    assert_user_error(run_cli(tmp_path, command=cli.evaluate), ["not a finished mnist-run record"])
+
+
+def assert_user_error(result, words):
+    assert result.exit_code == 2, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    message = lines[0]
+    assert message.startswith("Error: ") and "Traceback" not in result.stderr, result.stderr
+    for word in words:
+        assert word in message, message
