@@ -5,7 +5,21 @@ import subprocess
 import sys
 import time
 
+from click.testing import CliRunner
+
+from mnist_trainer import cli
 from tests.conftest import T10K, console, requires_t10k
+
+
+def official_accuracy(tmp_path, *plugins) -> float:
+    """Train 15 epochs on mnist-sample (seed 777), then score on the official MNIST test set."""
+    out = tmp_path / "-".join(plugins)
+    flags = [arg for plugin in plugins for arg in ("--plugin", plugin)]
+    trained = CliRunner().invoke(cli.main, [*flags, "--dataset", "mnist-sample", "--device", "cpu", "--out", str(out)])
+    assert trained.exit_code == 0, trained.output
+    scored = CliRunner().invoke(cli.evaluate, [str(out), "--data-dir", str(T10K), "--device", "cpu", "--json"])
+    assert scored.exit_code == 0, scored.output
+    return json.loads(scored.stdout)["metrics"]["accuracy"]
 
 
 @requires_t10k
@@ -20,6 +34,23 @@ def test_relu_on_the_sample_scores_92_percent_on_official_mnist_test_digits(tmp_
     result = json.loads(evaluated.stdout)
     assert result["test_size"] == 10000
     assert result["metrics"]["accuracy"] >= 0.92
+
+
+@requires_t10k
+def test_batchnorm_he_scores_93_percent(tmp_path):
+    assert official_accuracy(tmp_path, "batchnorm", "he") >= 0.93
+
+
+@requires_t10k
+def test_xavier_scores_93_percent_and_8_points_above_normal_init(tmp_path):
+    xavier = official_accuracy(tmp_path, "relu", "xavier")
+    assert xavier >= 0.93
+    assert xavier - official_accuracy(tmp_path, "relu", "normal-init") >= 0.08
+
+
+@requires_t10k
+def test_dropout_scores_92_percent(tmp_path):
+    assert official_accuracy(tmp_path, "relu", "dropout") >= 0.92
 
 
 def test_module_entry_point_and_version():

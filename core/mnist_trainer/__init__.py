@@ -1,7 +1,8 @@
 """mnist-trainer: train an MLP on MNIST-format data, one stage at a time from plugins.
 
 The public API for plugin authors: `hookimpl`, the stage answers in `stages`,
-`option`/`choice` for options classes, `Settings`, and `UserError`.
+`option`/`choice` for options classes, `Settings`, and `UserError`;
+`mnist_trainer.weights` (imports torch) fills weights for init plugins.
 """
 
 from .errors import UserError

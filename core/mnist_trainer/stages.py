@@ -31,6 +31,13 @@ class Activation:
     nonlinearity: str
     param: float | None = None
 
+    @property
+    def gain(self) -> float:
+        """The recommended init gain for this activation (``torch.nn.init.calculate_gain``)."""
+        from torch.nn.init import calculate_gain
+
+        return calculate_gain(self.nonlinearity, self.param)
+
 
 @attrs.frozen
 class Norm:

@@ -1,0 +1,67 @@
+"""He alone: empirical weight variance against Kaiming's formula, with the activation's gain."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import mnist_trainer_he as he
+from mnist_trainer import Activation, hookimpl, testing
+
+HIDDEN = (512, 128)
+TOLERANCE = 0.04
+
+
+class LeakyActivation:
+    """Stands in for the relu plugin, which he's tests must not import."""
+
+    def __init__(self, slope):
+        self.slope = slope
+
+    @hookimpl
+    def mnist_trainer_activation(self, settings):
+        return Activation("LeakyReLU", lambda: nn.LeakyReLU(self.slope), "leaky_relu", self.slope)
+
+
+def built(slope=0.0, **options):
+    manager = testing.plugin_manager(he, activation=LeakyActivation(slope))
+    return testing.build(manager, testing.settings(he.HeOptions(**options), hidden=HIDDEN))
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "normal"])
+@pytest.mark.parametrize("mode", ["fan_in", "fan_out"])
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+def test_variance_matches_kaiming(distribution, mode, slope):
+    gain_squared = 2.0 / (1 + slope**2)
+    for linear in built(slope, distribution=distribution, mode=mode).hidden_linears:
+        fan_out, fan_in = linear.weight.shape
+        fan = fan_in if mode == "fan_in" else fan_out
+        expected = gain_squared / fan
+        assert linear.weight.var().item() == pytest.approx(expected, rel=TOLERANCE)
+        wrong_fan = fan_out if mode == "fan_in" else fan_in
+        for wrong in (gain_squared / wrong_fan, 1.0 / fan):  # the other mode; the gain forgotten
+            assert abs(wrong / expected - 1) > 2 * TOLERANCE
+
+
+def test_output_layer_uses_gain_one():
+    output = built().output.weight
+    assert output.var().item() == pytest.approx(1.0 / output.shape[1], rel=0.2)
+
+
+def test_uniform_stays_inside_the_bound():
+    for linear in built(distribution="uniform").hidden_linears:
+        bound = math.sqrt(3 * 2.0 / linear.weight.shape[1])
+        assert bound * 0.99 < linear.weight.abs().max().item() <= bound
+
+
+def test_requires_relu():
+    assert he.mnist_trainer_requires() == ("relu",)
+
+
+def test_matches_torch_kaiming_for_the_same_random_state():
+    network = built(slope=0.1, distribution="normal")
+    weight = network.hidden_linears[0].weight
+    reference = torch.empty_like(weight)
+    nn.init.kaiming_normal_(reference, a=0.1, mode="fan_in", nonlinearity="leaky_relu")
+    assert reference.std().item() == pytest.approx(weight.std().item(), rel=0.02)

@@ -1,0 +1,58 @@
+"""Xavier (Glorot) initialisation of every Linear weight: std = gain * sqrt(2 / (fan_in + fan_out)).
+
+The defaults follow the course lab: ``xavier_uniform_`` with gain 1, biases untouched.
+"""
+
+import math
+
+import attrs
+from torch.nn.init import calculate_gain
+
+from mnist_trainer import Initializer, choice, hookimpl, option
+from mnist_trainer.weights import DISTRIBUTIONS, fans, fill
+
+GAIN_NAMES = ("activation", "linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
+
+
+def to_gain(value) -> float | str:
+    """A positive number, or a nonlinearity name (``activation`` = the active one)."""
+    try:
+        number = float(value)
+    except ValueError:
+        if value in GAIN_NAMES:
+            return value
+        raise ValueError(f"{value!r} is neither a number nor one of {', '.join(GAIN_NAMES)}") from None
+    if not number > 0:
+        raise ValueError(f"gain must be above 0, got {number}")
+    return number
+
+
+@attrs.frozen
+class XavierOptions:
+    distribution: str = option("uniform", converter=choice(*DISTRIBUTIONS), help="uniform or normal")
+    gain: float | str = option(1.0, converter=to_gain,
+                               help=f"a number above 0, or one of {', '.join(GAIN_NAMES)} (activation = the active one's gain)")
+
+
+@hookimpl
+def mnist_trainer_options():
+    return XavierOptions
+
+
+@hookimpl
+def mnist_trainer_init(settings):
+    options = settings.options(XavierOptions)
+
+    def apply(network, context):
+        gain = resolve_gain(options.gain, network.spec.activation)
+        for linear in [*network.hidden_linears, network.output]:
+            fan_in, fan_out = fans(linear.weight)
+            fill(linear.weight, gain * math.sqrt(2.0 / (fan_in + fan_out)), options.distribution)
+
+    return Initializer(f"Xavier {options.distribution}, gain {options.gain}, biases untouched", apply)
+
+
+def resolve_gain(gain, activation) -> float:
+    if gain == "activation":
+        return activation.gain
+    return calculate_gain(gain) if isinstance(gain, str) else gain
