@@ -11,11 +11,12 @@ from mnist_trainer import cli
 from tests.conftest import T10K, console, requires_t10k
 
 
-def official_accuracy(tmp_path, *plugins) -> float:
-    """Train 15 epochs on mnist-sample (seed 777), then score on the official MNIST test set."""
-    out = tmp_path / "-".join(plugins)
+def official_accuracy(tmp_path, *plugins, epochs=15) -> float:
+    """Train on mnist-sample (seed 777), then score on the official MNIST test set."""
+    out = tmp_path / ("-".join(plugins) or "core")
     flags = [arg for plugin in plugins for arg in ("--plugin", plugin)]
-    trained = CliRunner().invoke(cli.main, [*flags, "--dataset", "mnist-sample", "--device", "cpu", "--out", str(out)])
+    trained = CliRunner().invoke(cli.main, [*flags, "--dataset", "mnist-sample", "--device", "cpu", "--out", str(out),
+                                            "--epochs", str(epochs)])
     assert trained.exit_code == 0, trained.output
     scored = CliRunner().invoke(cli.evaluate, [str(out), "--data-dir", str(T10K), "--device", "cpu", "--json"])
     assert scored.exit_code == 0, scored.output
@@ -51,6 +52,12 @@ def test_xavier_scores_93_percent_and_8_points_above_normal_init(tmp_path):
 @requires_t10k
 def test_dropout_scores_92_percent(tmp_path):
     assert official_accuracy(tmp_path, "relu", "dropout") >= 0.92
+
+
+@requires_t10k
+def test_rbm_pretraining_lifts_a_one_epoch_sigmoid_network_by_10_points(tmp_path):
+    pretrained = official_accuracy(tmp_path, "rbm-pretrain", epochs=1)
+    assert pretrained - official_accuracy(tmp_path, epochs=1) >= 0.10
 
 
 def test_module_entry_point_and_version():

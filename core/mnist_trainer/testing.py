@@ -33,6 +33,15 @@ def tiny_data(size: int = 600, device: str = "cpu"):
     return load_dataset(f"synthetic:{size}", None, torch.device(device))
 
 
+def sample_images(count: int = 1000):
+    """The first `count` training digits of the shipped mnist-sample, as float rows in [0, 1] on the CPU."""
+    import torch
+
+    from .data import load_dataset
+
+    return load_dataset("mnist-sample", None, torch.device("cpu")).train.images[:count]
+
+
 def compose(manager, run_settings: Settings | None = None):
     """The `Pipeline` that `manager`'s plugins compose."""
     from .pipeline import compose as compose_pipeline

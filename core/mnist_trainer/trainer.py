@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from .data import Dataset, Split
 from .errors import UserError
 from .model import Network
+from .registry import CORE
 from .pipeline import Pipeline
 from .settings import Settings
 from .stages import InitContext
@@ -39,11 +40,18 @@ def resolve_device(text: str) -> torch.device:
 
 def build(pipeline: Pipeline, settings: Settings, dataset: Dataset, device: torch.device,
           report: Callable[..., None] = lambda stage, **values: None) -> tuple[Network, torch.optim.Optimizer]:
-    """Seed, build the network on `device`, run the init stage, build the optimizer."""
+    """Seed, build the network on `device`, run the init stage, build the optimizer.
+
+    An init plugin's time is reported as ``report(plugin, seconds=...)``.
+    """
     torch.manual_seed(settings.seed)
     network = Network(settings.hidden, pipeline.block).to(device)
     train_images = dataset.train.images if dataset.train is not None else dataset.test.images
-    pipeline.init[1].apply(network, InitContext(train_images, settings.seed, report))
+    started = time.perf_counter()
+    plugin, initializer = pipeline.init
+    initializer.apply(network, InitContext(train_images, settings.seed, report))
+    if plugin != CORE:
+        report(plugin, seconds=round(time.perf_counter() - started, 3))
     return network, pipeline.optimizer[1].build(network.parameters())
 
 

@@ -1,0 +1,71 @@
+"""rbm-pretrain alone, on small synthetic data: learning, free energy, and the copied weights."""
+
+import pytest
+import torch
+
+import mnist_trainer_rbm_pretrain as rbm_pretrain
+from mnist_trainer import InitContext, UserError, testing
+from mnist_trainer.settings import build_options
+
+FAST = rbm_pretrain.RbmOptions(epochs=6, batch_size=20)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return testing.sample_images(1000)
+
+
+def trained(images, options=FAST, seed=0):
+    errors = []
+    rbm = rbm_pretrain.train_rbm(images, 64, options, torch.Generator().manual_seed(seed),
+                                 lambda epoch, error: errors.append(error))
+    return rbm, errors
+
+
+def test_reconstruction_error_falls_across_epochs(images):
+    _, errors = trained(images)
+    assert len(errors) == FAST.epochs
+    assert errors[-1] < 0.5 * errors[0]
+    assert all(later < earlier for earlier, later in zip(errors, errors[1:]))
+
+
+def test_training_images_get_lower_free_energy_than_noise(images):
+    rbm, _ = trained(images)
+    noise = torch.rand(images.shape, generator=torch.Generator().manual_seed(1))
+    assert rbm.free_energy(images).mean() < rbm.free_energy(noise).mean() - 10
+    assert (rbm.free_energy(images[:100]) < rbm.free_energy(noise[:100]).min()).float().mean() > 0.9
+
+
+def test_same_seed_same_rbm(images):
+    first, second = trained(images, seed=4)[0], trained(images, seed=4)[0]
+    assert torch.equal(first.weight, second.weight) and torch.equal(first.hidden_bias, second.hidden_bias)
+    assert not torch.equal(first.weight, trained(images, seed=5)[0].weight)
+
+
+def test_copies_each_rbm_into_its_hidden_linear_and_reports(images):
+    settings = testing.settings(FAST, hidden=(48, 24))
+    default = testing.build(testing.plugin_manager(), settings)
+    network = testing.build(testing.plugin_manager(), settings)
+    reports = []
+    initializer = testing.compose(testing.plugin_manager(rbm_pretrain), settings).init[1]
+    initializer.apply(network, InitContext(images, 0, lambda stage, **values: reports.append((stage, values))))
+    for pretrained, fresh in zip(network.hidden_linears, default.hidden_linears):
+        assert pretrained.weight.shape == fresh.weight.shape
+        assert not torch.allclose(pretrained.weight, fresh.weight)
+        assert not torch.allclose(pretrained.bias, fresh.bias)
+    assert torch.equal(network.output.weight, default.output.weight)  # the output layer keeps its init
+    assert [values["layer"] for _, values in reports] == [1] * FAST.epochs + [2] * FAST.epochs
+    assert {stage for stage, _ in reports} == {"rbm-pretrain"}
+
+
+def test_images_outside_the_unit_interval_are_refused():
+    network = testing.build(testing.plugin_manager(), testing.settings(hidden=(8,)))
+    initializer = testing.compose(testing.plugin_manager(rbm_pretrain), testing.settings()).init[1]
+    with pytest.raises(UserError, match=r"needs training images in \[0, 1\]"):
+        initializer.apply(network, InitContext(torch.randn(50, 784), 0, lambda stage, **values: None))
+
+
+@pytest.mark.parametrize("values", [{"k": "0"}, {"lr": "-1"}, {"momentum": "1"}, {"epochs": "1.5"}, {"weight_decay": "-1"}])
+def test_bad_options(values):
+    with pytest.raises(UserError, match=f"rbm-pretrain.{next(iter(values))}"):
+        build_options("rbm-pretrain", rbm_pretrain.RbmOptions, values)
