@@ -7,11 +7,18 @@ import pytest
 import torch
 
 from mnist_trainer import UserError
-from mnist_trainer.data import FILES, load_dataset, read_idx, synthetic_digits
+from mnist_trainer.data import FILES, load_dataset, read_idx, synthetic_split
+
 from tests.conftest import T10K, requires_t10k
 
 CPU = torch.device("cpu")
 SAMPLE = Path(__file__).resolve().parents[1] / "core" / "mnist_trainer" / "sample"
+
+
+def digits(count, seed):
+    """Synthetic digits as IDX files hold them: uint8 (N, 28, 28) and labels."""
+    split = synthetic_split(count, seed, CPU)
+    return split.images.mul(255).round().to(torch.uint8).reshape(-1, 28, 28), split.labels
 
 
 def write_idx(path: Path, array: torch.Tensor, compress: bool) -> None:
@@ -20,7 +27,7 @@ def write_idx(path: Path, array: torch.Tensor, compress: bool) -> None:
 
 
 def make_idx_folder(folder: Path, count: int = 30, compress: bool = True, splits=("train", "test")) -> None:
-    images, labels = synthetic_digits(count, seed=3)
+    images, labels = digits(count, seed=3)
     folder.mkdir(parents=True, exist_ok=True)
     suffix = ".gz" if compress else ""
     for split in splits:
@@ -32,7 +39,7 @@ def make_idx_folder(folder: Path, count: int = 30, compress: bool = True, splits
 def test_idx_folder_loads_as_float_rows_in_unit_range(tmp_path, compress):
     make_idx_folder(tmp_path, compress=compress)
     data = load_dataset("auto", str(tmp_path), CPU)
-    images, labels = synthetic_digits(30, seed=3)
+    images, labels = digits(30, seed=3)
     assert data.train.images.shape == (30, 784) and data.train.images.dtype == torch.float32
     assert torch.equal(data.train.images, images.reshape(30, 784).float() / 255)
     assert torch.equal(data.test.labels, labels)
@@ -55,6 +62,13 @@ def test_test_split_alone_is_enough_for_evaluation(tmp_path):
     assert data.train is None and len(data.test) == 30
     with pytest.raises(UserError, match="missing .*train-images-idx3-ubyte"):
         load_dataset("auto", str(tmp_path), CPU)
+
+
+def test_synthetic_pixels_lie_on_the_idx_grid_whatever_the_chunking():
+    whole, chunked = synthetic_split(1000, 0, CPU), synthetic_split(1000, 0, CPU, chunk=333)
+    assert torch.equal(whole.labels, chunked.labels)
+    assert torch.allclose(whole.images, chunked.images, atol=1 / 255 + 1e-6)
+    assert torch.equal(whole.images * 255, (whole.images * 255).round())
 
 
 def test_synthetic_is_deterministic_sized_and_balanced():

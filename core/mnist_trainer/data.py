@@ -13,7 +13,7 @@ import struct
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 import attrs
 
@@ -106,12 +106,23 @@ def read_idx(path: Path) -> "torch.Tensor":
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).reshape(shape)
 
 
-def to_split(images: "torch.Tensor", labels: "torch.Tensor", device: "torch.device") -> Split:
-    """uint8 images (N, 28, 28) and labels (N,) -> a `Split` on `device`, converted there."""
+def to_split(chunks: Iterable[tuple["torch.Tensor", "torch.Tensor"]], count: int, device: "torch.device") -> Split:
+    """uint8 image chunks (n, 28, 28) with their labels -> one `Split` of `count` rows on `device`.
+
+    Each chunk is converted on the device straight into the float tensor, so no
+    full-size uint8 copy ever sits beside it.
+    """
     import torch
 
-    pixels = images.to(device).reshape(images.shape[0], -1).to(torch.float32).div_(255)
-    return Split(pixels, labels.to(device=device, dtype=torch.int64))
+    images = torch.empty(count, 28 * 28, dtype=torch.float32, device=device)
+    labels = torch.empty(count, dtype=torch.int64, device=device)
+    start = 0
+    for pixels, digits in chunks:
+        end = start + digits.shape[0]
+        images[start:end] = pixels.to(device).reshape(end - start, -1)
+        labels[start:end] = digits.to(device)
+        start = end
+    return Split(images.div_(255), labels)
 
 
 def _expected(splits) -> str:
@@ -149,7 +160,7 @@ def _from_folder(name: str, folder: Path, device, splits) -> Dataset:
             )
         if int(labels.max()) > 9:
             raise UserError(f"{paths[1]} holds labels above 9; MNIST-format labels are 0-9")
-        loaded[split] = to_split(images, labels, device)
+        loaded[split] = to_split([(images, labels)], labels.shape[0], device)
     return Dataset(name, str(folder), loaded.get("train"), loaded["test"])
 
 
@@ -197,23 +208,28 @@ def _synthetic(name: str, device, splits) -> Dataset:
         raise UserError(f"invalid --dataset {name!r}: write synthetic or synthetic:N with N >= 10 training images")
     sizes = {"train": size, "test": max(size // 6, 10)}
     seeds = {"train": 0, "test": 1}
-    loaded = {split: to_split(*synthetic_digits(sizes[split], seeds[split]), device) for split in splits}
+    loaded = {split: synthetic_split(sizes[split], seeds[split], device) for split in splits}
     return Dataset(f"synthetic:{size}", "generated", loaded.get("train"), loaded["test"])
 
 
-def synthetic_digits(count: int, seed: int, chunk: int = 20000) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """`count` uint8 28x28 images of 10 classes: a fixed smooth prototype per class plus noise."""
+def synthetic_split(count: int, seed: int, device: "torch.device", chunk: int = 4096) -> Split:
+    """`count` 28x28 images of 10 classes: a fixed smooth prototype per class plus noise, on the 1/255 grid.
+
+    Generated chunk by chunk straight into the result, so memory is the result plus one chunk.
+    """
     import torch
     import torch.nn.functional as F
 
     prototypes = F.interpolate(
         torch.rand(10, 1, 7, 7, generator=torch.Generator().manual_seed(12345)), size=(28, 28), mode="bilinear"
-    ).reshape(10, 28, 28)
+    ).reshape(10, 28 * 28)
     generator = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, 10, (count,), generator=generator)
-    images = torch.empty(count, 28, 28, dtype=torch.uint8)
+    images = torch.empty(count, 28 * 28)
+    noise = torch.empty(chunk, 28 * 28)
     for start in range(0, count, chunk):
-        part = labels[start : start + chunk]
-        noisy = prototypes[part] + 0.35 * torch.randn(part.shape[0], 28, 28, generator=generator)
-        images[start : start + chunk] = noisy.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
-    return images, labels
+        rows = images[start : start + chunk]
+        torch.index_select(prototypes, 0, labels[start : start + chunk], out=rows)
+        rows.add_(torch.randn(rows.shape, generator=generator, out=noise[: rows.shape[0]]), alpha=0.35)
+        rows.clamp_(0, 1).mul_(255).round_().div_(255)
+    return Split(images.to(device), labels.to(device))

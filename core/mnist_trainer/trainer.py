@@ -64,7 +64,8 @@ def train_epoch(network: Network, optimizer: torch.optim.Optimizer, split: Split
     batches = len(split) // batch_size
     for batch in wrap(range(batches)):
         index = order[batch * batch_size : (batch + 1) * batch_size]
-        total += step(network, optimizer, split.images[index], split.labels[index], penalties)
+        images, labels = split.images.index_select(0, index), split.labels.index_select(0, index)
+        total += step(network, optimizer, images, labels, penalties)
     return total.item() / batches
 
 
@@ -100,10 +101,13 @@ def fit(network: Network, optimizer: torch.optim.Optimizer, pipeline: Pipeline, 
         row = {"epoch": epoch}
         row["train_loss"] = train_epoch(network, optimizer, dataset.train, settings.batch_size, generator,
                                         pipeline.penalties, wrap(epoch))
+        trained = time.perf_counter()
         row.update({f"test_{k}": v for k, v in evaluate(network, dataset.test, pipeline).items()})
         if settings.eval_train:
             row.update({f"train_eval_{k}": v for k, v in evaluate(network, dataset.train, pipeline).items()})
-        row["seconds"] = round(time.perf_counter() - started, 4)
+        now = time.perf_counter()
+        row["eval_seconds"] = round(now - trained, 4)
+        row["seconds"] = round(now - started, 4)
         rows.append(row)
         on_epoch(row)
     return rows

@@ -1,0 +1,24 @@
+"""The epoch-speed benchmark's tiny mode runs and reports every variant (the full run lives in benchmarks/)."""
+
+import re
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_epoch_speed_tiny_mode_reports_all_three_loops():
+    out = subprocess.run([sys.executable, ROOT / "benchmarks" / "epoch_speed.py", "--tiny"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = {}
+    for line in out.stdout.splitlines():
+        match = re.match(r"(course loop|plain loop|mnist-trainer)\s+([\d.]+)\s+([\d.]+)x\s+([\d.]+)x\s+([\d.]+)%\s+(\d+) MiB", line)
+        if match:
+            rows[match[1]] = [float(value) for value in match.groups()[1:]]
+    assert set(rows) == {"course loop", "plain loop", "mnist-trainer"}, out.stdout
+    assert rows["plain loop"][1] == 1.0 and rows["course loop"][2] == 1.0
+    assert all(seconds > 0 and 0 <= share < 100 and rss > 0 for seconds, _, _, share, rss in rows.values())
+    floor = re.search(r"matmul floor: ([\d.]+) s/epoch \(([\d.]+) GFLOP", out.stdout)
+    assert floor and float(floor[1]) > 0 and float(floor[2]) == 1.6  # 1,200 images: 1.6 GFLOP per epoch
+    assert "target" not in out.stdout  # the tiny mode checks no targets
