@@ -109,7 +109,6 @@ def mnist_trainer_run(dataset: str, epochs: int) -> list[tuple[float, float]]:
 
     settings, pipeline = select(["relu", "xavier"], [], dataset=dataset, epochs=epochs, device="cpu")
     with tempfile.TemporaryDirectory() as folder:
-        collected = []
         quiet = Output(say=lambda line: None, warn=lambda line: None)
         train(settings, pipeline, Path(folder, "run"), quiet)
         collected = [json.loads(line) for line in Path(folder, "run", "metrics.jsonl").read_text().splitlines()]
@@ -154,19 +153,36 @@ def write_idx(path: Path, array: torch.Tensor) -> None:
 # ----- measuring -----------------------------------------------------------------------------
 
 def run_variant(name: str, dataset: str, epochs: int) -> dict:
-    """Run one variant in a fresh process; its epochs, evaluation share and peak memory."""
+    """Run one variant in a fresh process; its epoch and evaluation seconds after the warm-up, and peak memory."""
     out = subprocess.run([sys.executable, __file__, "--variant", name, "--dataset", dataset, "--epochs", str(epochs)],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.splitlines()[-1])
+
+
+def run_rounds(names: list[tuple[str, str]], epochs: int, rounds: int) -> dict[tuple[str, str], dict]:
+    """Each (variant, dataset) `rounds` times, alternating, so that a slow spell of a shared machine hits all alike.
+
+    Returns per pair: the median epoch and evaluation seconds over every round's epochs after
+    its warm-up, the median peak memory, and each round's own numbers.
+    """
+    runs = {pair: [] for pair in names}
+    for _ in range(rounds):
+        for pair in names:
+            runs[pair].append(run_variant(*pair, epochs))
+    return {pair: {
+        "epoch_seconds": statistics.median(t for r in rs for t in r["epochs"]),
+        "eval_seconds": statistics.median(t for r in rs for t in r["evals"]),
+        "peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in rs),
+        "rounds": rs,
+    } for pair, rs in runs.items()}
 
 
 def child(name: str, dataset: str, epochs: int) -> None:
     timings = VARIANTS[name](dataset, epochs)
     after_warmup = timings[1:] or timings
     print(json.dumps({
-        "epoch_seconds": statistics.median(t for t, _ in after_warmup),
-        "eval_seconds": statistics.median(e for _, e in after_warmup),
-        "all": [round(t, 3) for t, _ in timings],
+        "epochs": [t for t, _ in after_warmup],
+        "evals": [e for _, e in after_warmup],
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 
@@ -213,7 +229,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--dataset", help="default: fashion-mnist when installed, else synthetic:60000")
-    parser.add_argument("--epochs", type=int, default=5, help="epochs per variant; the first is a warm-up")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is a warm-up")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each variant")
     parser.add_argument("--tiny", action="store_true", help="synthetic:1200, 2 epochs, no targets")
     parser.add_argument("--scaling", action="store_true", help="also time mnist-trainer on synthetic 60,000 and 240,000")
     parser.add_argument("--record", action="store_true", help=f"append the output to {RESULTS}")
@@ -221,11 +238,11 @@ def main() -> None:
     if args.variant:
         return child(args.variant, args.dataset, args.epochs)
     if args.tiny:
-        args.dataset, args.epochs = "synthetic:1200", 2
+        args.dataset, args.epochs, args.rounds = "synthetic:1200", 2, 1
     dataset = args.dataset or ("fashion-mnist" if (FASHION / "train-images-idx3-ubyte.gz").exists() else "synthetic:60000")
-    lines = report(dataset, args.epochs, checks=not args.tiny)
+    lines = report(dataset, args.epochs, args.rounds, checks=not args.tiny)
     if args.scaling:
-        lines += scaling(args.epochs)
+        lines += scaling(args.epochs, args.rounds)
     text = "\n".join(lines)
     print(text)
     if args.record:
@@ -234,23 +251,27 @@ def main() -> None:
             file.write(f"\n## {time.strftime('%Y-%m-%d')}: `{command}`\n\nMachine: {machine()}\n\n```\n{text}\n```\n")
 
 
-def report(dataset: str, epochs: int, checks: bool) -> list[str]:
+def report(dataset: str, epochs: int, rounds: int, checks: bool) -> list[str]:
     data = load(dataset)
     train_size, test_size = len(data.train), len(data.test)
     del data
-    results = {name: run_variant(name, dataset, epochs) for name in VARIANTS}
-    floor = epoch_flops(train_size, test_size) / matmul_rate()
+    measured = run_rounds([(name, dataset) for name in VARIANTS], epochs, rounds)
+    results = {name: measured[name, dataset] for name in VARIANTS}
+    flops = epoch_flops(train_size, test_size)
+    floor = flops / matmul_rate()
     plain, course = results["plain loop"]["epoch_seconds"], results["course loop"]["epoch_seconds"]
     lines = [
-        f"data: {dataset} ({train_size} train, {test_size} test images); {epochs} epochs each, median after the first",
-        f"{'variant':<14} {'s/epoch':>8} {'vs plain':>9} {'vs course':>9} {'eval share':>10} {'peak RSS':>10}",
+        f"data: {dataset} ({train_size} train, {test_size} test images); {rounds} alternating rounds of {epochs} "
+        "epochs per variant; medians of the epochs after each round's first",
+        f"{'variant':<14} {'s/epoch':>8} {'vs plain':>9} {'vs course':>9} {'eval share':>10} {'peak RSS':>10}  rounds (s/epoch)",
     ]
     for name, result in results.items():
         seconds = result["epoch_seconds"]
+        per_round = " ".join(f"{statistics.median(r['epochs']):.2f}" for r in result["rounds"])
         lines.append(f"{name:<14} {seconds:>8.3f} {seconds / plain:>8.2f}x {seconds / course:>8.2f}x "
-                     f"{result['eval_seconds'] / seconds:>9.1%} {result['peak_rss_mib']:>6.0f} MiB")
-    lines.append(f"matmul floor: {floor:.3f} s/epoch ({epoch_flops(train_size, test_size) / 1e9:.1f} GFLOP at "
-                 f"{epoch_flops(train_size, test_size) / floor / 1e9:.0f} GFLOP/s measured at these shapes)")
+                     f"{result['eval_seconds'] / seconds:>9.1%} {result['peak_rss_mib']:>6.0f} MiB  {per_round}")
+    lines.append(f"matmul floor: {floor:.3f} s/epoch ({flops / 1e9:.1f} GFLOP at "
+                 f"{flops / floor / 1e9:.0f} GFLOP/s measured at these shapes)")
     if checks:
         ours = results["mnist-trainer"]
         lines += [
@@ -262,24 +283,19 @@ def report(dataset: str, epochs: int, checks: bool) -> list[str]:
     return lines
 
 
-def scaling(epochs: int, rounds: int = 2) -> list[str]:
-    """mnist-trainer on synthetic 60,000 and 240,000 images, alternating, `rounds` times each."""
+def scaling(epochs: int, rounds: int) -> list[str]:
+    """mnist-trainer on synthetic 60,000 and 240,000 images."""
     sizes = (60000, 240000)
-    runs = {n: [] for n in sizes}
-    for _ in range(rounds):
-        for n in sizes:
-            runs[n].append(run_variant("mnist-trainer", f"synthetic:{n}", epochs))
-    seconds = {n: statistics.median(r["epoch_seconds"] for r in runs[n]) for n in sizes}
-    peaks = {n: statistics.median(r["peak_rss_mib"] for r in runs[n]) for n in sizes}
+    measured = run_rounds([("mnist-trainer", f"synthetic:{n}") for n in sizes], epochs, rounds)
+    seconds = {n: measured["mnist-trainer", f"synthetic:{n}"]["epoch_seconds"] for n in sizes}
+    peaks = {n: measured["mnist-trainer", f"synthetic:{n}"]["peak_rss_mib"] for n in sizes}
     ratio = seconds[240000] / seconds[60000]
     tensors_mib = (240000 - 60000) * (1 + 1 / 6) * (784 * 4 + 8) / 2**20  # train + test images and labels
     growth = peaks[240000] - peaks[60000]
     return [
-        f"scaling, synthetic, {rounds} alternating runs per size: 60000 -> 240000 images: "
-        f"{seconds[60000]:.3f} -> {seconds[240000]:.3f} s/epoch ({ratio:.2f}x); "
-        f"peak RSS {peaks[60000]:.0f} -> {peaks[240000]:.0f} MiB (+{growth:.0f} MiB; the added dataset tensors are "
-        f"{tensors_mib:.0f} MiB); per run: " + ", ".join(
-            f"{n}: {r['epoch_seconds']:.2f} s {r['peak_rss_mib']:.0f} MiB" for n in sizes for r in runs[n]),
+        f"scaling, mnist-trainer on synthetic, {rounds} alternating rounds: 60000 -> 240000 images: "
+        f"{seconds[60000]:.3f} -> {seconds[240000]:.3f} s/epoch ({ratio:.2f}x); peak RSS {peaks[60000]:.0f} -> "
+        f"{peaks[240000]:.0f} MiB (+{growth:.1f} MiB; the added dataset tensors are {tensors_mib:.1f} MiB)",
         target("time per epoch within 15% of 4x", abs(ratio / 4 - 1) <= 0.15),
         target("peak memory grows by no more than the dataset's tensors", growth <= tensors_mib),
     ]

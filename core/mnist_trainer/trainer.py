@@ -16,7 +16,7 @@ from .pipeline import Pipeline
 from .settings import Settings
 from .stages import InitContext
 
-EVAL_CHUNK = 10000
+EVAL_CHUNK = 1024
 
 
 def resolve_device(text: str) -> torch.device:
@@ -59,7 +59,8 @@ def train_epoch(network: Network, optimizer: torch.optim.Optimizer, split: Split
                 generator: torch.Generator, penalties, wrap: Callable[[range], Iterable[int]] = iter) -> float:
     """One pass over the shuffled split in full mini-batches; returns the mean training loss."""
     network.train()
-    order = torch.randperm(len(split), generator=generator, device=generator.device).to(split.labels.device)
+    order = torch.randperm(len(split), generator=generator, device=generator.device, dtype=torch.int32)
+    order = order.to(split.labels.device)
     total = torch.zeros((), device=split.labels.device)
     batches = len(split) // batch_size
     for batch in wrap(range(batches)):
@@ -85,7 +86,9 @@ def evaluate(network: Network, split: Split, pipeline: Pipeline) -> dict[str, fl
     """Every metric of the evaluation stage on the whole split, in one batched pass."""
     network.eval()
     with torch.inference_mode():
-        logits = torch.cat([network(split.images[i : i + EVAL_CHUNK]) for i in range(0, len(split), EVAL_CHUNK)])
+        logits = torch.empty(len(split), network.output.out_features, device=split.images.device)
+        for start in range(0, len(split), EVAL_CHUNK):  # chunks bound the activations' memory
+            logits[start : start + EVAL_CHUNK] = network(split.images[start : start + EVAL_CHUNK])
         values = torch.stack([metric.compute(logits, split.labels).float() for _, metric in pipeline.metrics])
     return dict(zip(pipeline.metric_names, values.tolist()))
 
