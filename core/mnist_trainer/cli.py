@@ -58,15 +58,14 @@ def _hidden(_ctx, _param, value: str) -> tuple[int, ...]:
 def _output(as_json: bool):
     from .runner import Output
 
-    to_stderr = as_json
-    stream = sys.stderr if to_stderr else sys.stdout
+    stream = sys.stderr if as_json else sys.stdout
 
     def progress(epoch: int):
         def wrap(batches):
             with click.progressbar(batches, label=f"epoch {epoch}", file=sys.stderr) as bar:
                 yield from bar
 
-        return wrap if sys.stderr.isatty() else (lambda batches: iter(batches))
+        return wrap if sys.stderr.isatty() else iter
 
     return Output(
         say=lambda line: click.echo(line, file=stream),

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from .data import Dataset, Split
 from .errors import UserError
 from .model import Network
-from .registry import CORE
 from .pipeline import Pipeline
+from .registry import CORE
 from .settings import Settings
 from .stages import InitContext
 
@@ -46,10 +46,9 @@ def build(pipeline: Pipeline, settings: Settings, dataset: Dataset, device: torc
     """
     torch.manual_seed(settings.seed)
     network = Network(settings.hidden, pipeline.block).to(device)
-    train_images = dataset.train.images if dataset.train is not None else dataset.test.images
     started = time.perf_counter()
     plugin, initializer = pipeline.init
-    initializer.apply(network, InitContext(train_images, settings.seed, report))
+    initializer.apply(network, InitContext(dataset.train.images, settings.seed, report))
     if plugin != CORE:
         report(plugin, seconds=round(time.perf_counter() - started, 3))
     return network, pipeline.optimizer[1].build(network.parameters())
