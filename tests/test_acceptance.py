@@ -58,6 +58,10 @@ def test_dropout_scores_92_percent(tmp_path):
 def test_rbm_pretraining_lifts_a_one_epoch_sigmoid_network_by_10_points(tmp_path):
     pretrained = official_accuracy(tmp_path, "rbm-pretrain", epochs=1)
     assert pretrained - official_accuracy(tmp_path, epochs=1) >= 0.10
+    rows = [json.loads(line) for line in (tmp_path / "rbm-pretrain" / "metrics.jsonl").read_text().splitlines()]
+    errors = [(row["layer"], row["reconstruction_error"]) for row in rows if "reconstruction_error" in row]
+    assert [layer for layer, _ in errors] == [1] * 10 + [2] * 10
+    assert errors[9][1] < errors[0][1] / 2 and errors[19][1] < errors[10][1] / 2
 
 
 def test_module_entry_point_and_version():

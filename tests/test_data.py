@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mnist_trainer import UserError
-from mnist_trainer.data import FILES, load_dataset, read_idx, synthetic_split
+from mnist_trainer.data import FASHION_SYSTEM_DIR, FILES, load_dataset, read_idx, synthetic_split
 
 from tests.conftest import T10K, requires_t10k
 
@@ -90,6 +90,18 @@ def test_official_test_set_reads():
     data = load_dataset("auto", str(T10K), CPU, train=False)
     assert len(data.test) == 10000
     assert torch.bincount(data.test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.mark.skipif(not (FASHION_SYSTEM_DIR / "train-images-idx3-ubyte.gz").exists(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_reads_the_system_copy_without_downloading(tmp_path, monkeypatch):
+    from mnist_trainer import data
+
+    monkeypatch.setattr(data, "_download", lambda name, root: pytest.fail("must not download"))
+    fashion = load_dataset("fashion-mnist", None, CPU)
+    assert (fashion.name, fashion.source) == ("fashion-mnist", str(FASHION_SYSTEM_DIR))
+    assert (len(fashion.train), len(fashion.test)) == (60000, 10000)
+    assert torch.bincount(fashion.test.labels).tolist() == [1000] * 10
 
 
 def test_missing_files_are_named(tmp_path):
