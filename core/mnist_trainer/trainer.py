@@ -12,7 +12,6 @@ from .data import Dataset, Split
 from .errors import UserError
 from .model import Network
 from .pipeline import Pipeline
-from .registry import CORE
 from .settings import Settings
 from .stages import InitContext
 
@@ -40,17 +39,10 @@ def resolve_device(text: str) -> torch.device:
 
 def build(pipeline: Pipeline, settings: Settings, dataset: Dataset, device: torch.device,
           report: Callable[..., None] = lambda stage, **values: None) -> tuple[Network, torch.optim.Optimizer]:
-    """Seed, build the network on `device`, run the init stage, build the optimizer.
-
-    An init plugin's time is reported as ``report(plugin, seconds=...)``.
-    """
+    """Seed, build the network on `device`, run the init stage, build the optimizer."""
     torch.manual_seed(settings.seed)
     network = Network(settings.hidden, pipeline.block).to(device)
-    started = time.perf_counter()
-    plugin, initializer = pipeline.init
-    initializer.apply(network, InitContext(dataset.train.images, settings.seed, report))
-    if plugin != CORE:
-        report(plugin, seconds=round(time.perf_counter() - started, 3))
+    pipeline.init[1].apply(network, InitContext(dataset.train.images, settings.seed, report))
     return network, pipeline.optimizer[1].build(network.parameters())
 
 

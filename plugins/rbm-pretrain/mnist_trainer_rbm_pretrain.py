@@ -8,6 +8,8 @@ matching hidden Linear layer; the output layer keeps PyTorch's initialisation.
 
 from __future__ import annotations
 
+import time
+
 import attrs
 import torch
 import torch.nn.functional as F
@@ -103,6 +105,7 @@ def mnist_trainer_init(settings):
         if low < 0 or high > 1:
             raise UserError(f"rbm-pretrain needs training images in [0, 1], these span [{low:.3g}, {high:.3g}]; "
                             "use an MNIST-format dataset, or another init plugin")
+        started = time.perf_counter()
         generator = torch.Generator(device=images.device).manual_seed(context.seed)
         visible = images
         for layer, linear in enumerate(network.hidden_linears, 1):
@@ -113,5 +116,6 @@ def mnist_trainer_init(settings):
                 linear.weight.copy_(rbm.weight.T)
                 linear.bias.copy_(rbm.hidden_bias)
             visible = rbm.hidden_probabilities(visible)
+        context.report("rbm-pretrain", seconds=round(time.perf_counter() - started, 3))
 
     return Initializer(f"RBM pre-training, CD-{options.k}, {options.epochs} epochs per layer, lr {options.lr}", apply)
