@@ -149,3 +149,19 @@ def assert_user_error(result, words):
     assert message.startswith("Error: ") and "Traceback" not in result.stderr, result.stderr
     for word in words:
         assert word in message, message
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    wrap = cli._output(as_json=False).progress(3)
+    assert list(wrap(range(5))) == [0, 1, 2, 3, 4]
+    assert "epoch 3" in terminal.getvalue() and "100%" in terminal.getvalue()
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert cli._output(as_json=False).progress(3) is iter
