@@ -70,7 +70,7 @@ def course_loop(dataset: str, epochs: int) -> list[tuple[float, float]]:
         trained = time.perf_counter()
         with torch.no_grad():
             X_test = test.data.view(-1, 28 * 28).float() / 255
-            accuracy = (model(X_test).argmax(1) == test.targets).float().mean().item()
+            (model(X_test).argmax(1) == test.targets).float().mean().item()  # the accuracy the lab prints
         timings.append((time.perf_counter() - started, time.perf_counter() - trained))
     return timings
 
@@ -98,7 +98,7 @@ def plain_loop(dataset: str, epochs: int) -> list[tuple[float, float]]:
         trained = time.perf_counter()
         model.eval()
         with torch.no_grad():
-            accuracy = (model(X_test).argmax(1) == Y_test).float().mean().item()
+            (model(X_test).argmax(1) == Y_test).float().mean().item()  # the accuracy the lab prints
         timings.append((time.perf_counter() - started, time.perf_counter() - trained))
     return timings
 

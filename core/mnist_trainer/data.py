@@ -13,7 +13,7 @@ import struct
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable
 
 import attrs
 
