@@ -13,7 +13,7 @@ import struct
 import warnings
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -106,23 +106,12 @@ def read_idx(path: Path) -> "torch.Tensor":
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).reshape(shape)
 
 
-def to_split(chunks: Iterable[tuple["torch.Tensor", "torch.Tensor"]], count: int, device: "torch.device") -> Split:
-    """uint8 image chunks (n, 28, 28) with their labels -> one `Split` of `count` rows on `device`.
-
-    Each chunk is converted on the device straight into the float tensor, so no
-    full-size uint8 copy ever sits beside it.
-    """
+def to_split(images: "torch.Tensor", labels: "torch.Tensor", device: "torch.device") -> Split:
+    """uint8 images (N, 28, 28) and labels (N,) -> a `Split` on `device`, converted there."""
     import torch
 
-    images = torch.empty(count, 28 * 28, dtype=torch.float32, device=device)
-    labels = torch.empty(count, dtype=torch.int64, device=device)
-    start = 0
-    for pixels, digits in chunks:
-        end = start + digits.shape[0]
-        images[start:end] = pixels.to(device).reshape(end - start, -1)
-        labels[start:end] = digits.to(device)
-        start = end
-    return Split(images.div_(255), labels)
+    pixels = images.to(device).reshape(images.shape[0], -1).to(torch.float32).div_(255)
+    return Split(pixels, labels.to(device=device, dtype=torch.int64))
 
 
 def _expected(splits) -> str:
@@ -160,7 +149,7 @@ def _from_folder(name: str, folder: Path, device, splits) -> Dataset:
             )
         if int(labels.max()) > 9:
             raise UserError(f"{paths[1]} holds labels above 9; MNIST-format labels are 0-9")
-        loaded[split] = to_split([(images, labels)], labels.shape[0], device)
+        loaded[split] = to_split(images, labels, device)
     return Dataset(name, str(folder), loaded.get("train"), loaded["test"])
 
 

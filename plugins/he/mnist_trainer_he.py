@@ -38,7 +38,8 @@ def mnist_trainer_init(settings):
 
     def apply(network, context):
         gain = network.spec.activation.gain
-        for linear, layer_gain in [*((l, gain) for l in network.hidden_linears), (network.output, 1.0)]:
+        layers = [(linear, gain) for linear in network.hidden_linears] + [(network.output, 1.0)]
+        for linear, layer_gain in layers:
             fan = fans(linear.weight)[use_fan_out]
             fill(linear.weight, layer_gain / math.sqrt(fan), options.distribution)
 
