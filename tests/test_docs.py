@@ -1,4 +1,4 @@
-"""docs/plugin_hooks.md documents exactly the hooks in hookspecs.py, with their signatures."""
+"""docs/plugin_hooks.md documents exactly the hooks in hookspecs.py: signatures, kinds and composition rules."""
 
 import inspect
 import re
@@ -9,17 +9,31 @@ from mnist_trainer import hookspecs
 DOC = Path(__file__).resolve().parents[1] / "docs" / "plugin_hooks.md"
 
 
-def specs():
+def sections() -> dict[str, str]:
+    """Each ``## hook(args)`` heading's text, up to the next heading, as one line."""
+    parts = re.split(r"^## ", DOC.read_text(), flags=re.M)[1:]
+    return {part.split("\n", 1)[0]: " ".join(part.split("\n", 1)[1].split()) for part in parts}
+
+
+def specs() -> dict[str, str]:
     return {name: f"{name}({', '.join(inspect.signature(function).parameters)})"
             for name, function in vars(hookspecs).items() if name.startswith("mnist_trainer_")}
 
 
 def test_every_hook_has_a_section_with_its_exact_signature():
-    headings = re.findall(r"^## (mnist_trainer_\w+\(.*\))$", DOC.read_text(), flags=re.M)
+    headings = [heading for heading in sections() if heading.startswith("mnist_trainer_")]
     assert sorted(headings) == sorted(specs().values())
 
 
-def test_every_hookspec_has_a_docstring_saying_whether_it_is_exclusive():
-    for name, function in vars(hookspecs).items():
-        if name.startswith("mnist_trainer_") and name not in ("mnist_trainer_options", "mnist_trainer_requires"):
-            assert "exclusive" in function.__doc__.lower(), name
+def test_stage_hook_sections_and_docstrings_quote_the_one_declaration_of_their_rule():
+    text = sections()
+    for hook, stage in hookspecs.STAGES.items():
+        assert stage.rule in text[specs()[hook]], hook
+        assert stage.rule in " ".join(getattr(hookspecs, hook).__doc__.split()), hook
+
+
+def test_run_event_sections_say_so_and_no_stage_hook_is_an_event():
+    text = sections()
+    assert set(hookspecs.EVENTS).isdisjoint(hookspecs.STAGES)
+    for event in hookspecs.EVENTS:
+        assert text[specs()[event]].startswith("Run event"), event

@@ -1,16 +1,17 @@
 """mnist-trainer: train an MLP on MNIST-format data, one stage at a time from plugins.
 
-The public API for plugin authors: `hookimpl`, the stage answers in `stages`,
-`option`/`choice` for options classes, `Settings`, and `UserError`;
-`mnist_trainer.weights` (imports torch) fills weights for init plugins.
+The public API for plugin authors: `hookimpl`; the stage answers in `stages`; `option`,
+`choice`, `boolean` and `options_hook` for options; `Settings`; `UserError`. Run events
+receive a `mnist_trainer.run.Run`. `mnist_trainer.weights` (imports torch) fills weights
+for init plugins; `mnist_trainer.testing` tests a plugin alone.
 """
 
-from .errors import UserError
+from .errors import PluginError, UserError
 from .hookspecs import hookimpl
-from .settings import Settings, choice, option
-from .stages import Activation, Initializer, InitContext, Metric, Norm, Optimizer, Regularizer
+from .settings import Settings, boolean, choice, option, options_hook
+from .stages import Activation, Initializer, InitContext, Metric, Norm, Optimizer, Regularizer, Schedule
 
 __all__ = [
-    "Activation", "InitContext", "Initializer", "Metric", "Norm", "Optimizer", "Regularizer",
-    "Settings", "UserError", "choice", "hookimpl", "option",
+    "Activation", "InitContext", "Initializer", "Metric", "Norm", "Optimizer", "PluginError", "Regularizer",
+    "Schedule", "Settings", "UserError", "boolean", "choice", "hookimpl", "option", "options_hook",
 ]

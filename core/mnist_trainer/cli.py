@@ -6,9 +6,13 @@ and ``--list-plugins`` stay fast; torch and plugin modules load inside a run.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -59,19 +63,31 @@ def _output(as_json: bool):
     from .runner import Output
 
     stream = sys.stderr if as_json else sys.stdout
-
-    def progress(epoch: int):
-        def wrap(batches):
-            with click.progressbar(batches, label=f"epoch {epoch}", file=sys.stderr) as bar:
-                yield from bar
-
-        return wrap if sys.stderr.isatty() else iter
-
     return Output(
         say=lambda line: click.echo(line, file=stream),
         warn=lambda line: click.echo(f"warning: {line}", err=True),
-        progress=progress,
+        progress=sys.stderr.isatty(),
     )
+
+
+@contextlib.contextmanager
+def _plugin_errors(show_traceback: bool) -> Iterator[None]:
+    """A plugin's mistake stays one line; with --traceback (or MNIST_TRAINER_DEBUG=1) its traceback comes first.
+
+    Ctrl-C ends with one line and status 130; the run record already says ``interrupted``.
+    """
+    from .errors import PluginError
+
+    try:
+        yield
+    except PluginError as error:
+        if show_traceback or os.environ.get("MNIST_TRAINER_DEBUG", "") not in ("", "0"):
+            cause = error.__cause__ or error
+            traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
+        raise
+    except KeyboardInterrupt:
+        click.echo("interrupted (Ctrl-C)", err=True)
+        sys.exit(130)
 
 
 @click.command(cls=_WithPlugins, context_settings={"help_option_names": ["-h", "--help"]},
@@ -83,7 +99,7 @@ def _output(as_json: bool):
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.001, show_default=True,
-              help="Learning rate of the core's Adam.")
+              help="Learning rate of whichever optimizer is selected (the core's Adam by default).")
 @click.option("--hidden", default="256,256", show_default=True, callback=_hidden, help="Hidden layer widths.")
 @click.option("--seed", type=int, default=777, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -95,15 +111,20 @@ def _output(as_json: bool):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder [default: runs/<timestamp>-<plugins>].")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON on stdout (the rest goes to stderr).")
+@click.option("--trace-plugins", is_flag=True,
+              help="Print every hook call (hook, plugins, milliseconds) to stderr [also: MNIST_TRAINER_TRACE=1].")
+@click.option("--traceback", "show_traceback", is_flag=True,
+              help="Show the traceback of a plugin's error, for its author [also: MNIST_TRAINER_DEBUG=1].")
 @click.option("--list-plugins", is_flag=True, expose_value=False, is_eager=True, callback=_list_plugins,
               help="List installed plugins and exit.")
 @click.version_option(package_name="mnist-trainer")
-def main(plugins, assignments, out, as_json, **fields):
+def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, **fields):
     """Train a multilayer perceptron on MNIST-format data, composed from plugins."""
     from . import runner
 
-    settings, pipeline = runner.select(plugins, assignments, **fields)
-    summary = runner.train(settings, pipeline, out, _output(as_json))
+    with _plugin_errors(show_traceback):
+        settings, pipeline = runner.select(plugins, assignments, trace=trace_plugins, **fields)
+        summary = runner.train(settings, pipeline, out, _output(as_json))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
 
@@ -115,10 +136,12 @@ def main(plugins, assignments, out, as_json, **fields):
               help="Folder with MNIST-format IDX files (the t10k pair is enough).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
-def evaluate(run, dataset, data_dir, device, as_json):
+@click.option("--traceback", "show_traceback", is_flag=True, help="Show the traceback of a plugin's error.")
+def evaluate(run, dataset, data_dir, device, as_json, show_traceback):
     """Evaluate the model saved in RUN (a mnist-run --out folder) on a dataset's test split."""
     from . import runner
 
-    result = runner.evaluate_run(run, dataset, data_dir, device, _output(as_json))
+    with _plugin_errors(show_traceback):
+        result = runner.evaluate_run(run, dataset, data_dir, device, _output(as_json))
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -1,14 +1,25 @@
-"""The stages of training, as pluggy hook specifications.
+"""The hooks plugins implement: declarations, stage hooks and run events.
 
-Every stage hook takes the run's frozen `Settings` and returns a description from
-`mnist_trainer.stages` (or None to decline). Exclusive hooks may be answered by one
-selected plugin at most; the core's default answers when none does. A plugin reads
-its own options with `settings.options(TheOptionsClass)`.
+Stage hooks are asked once per plugin while the pipeline is composed, before any
+data is loaded or weights exist; each returns a description from
+`mnist_trainer.stages` or None to decline. Whether a stage hook is exclusive is
+declared here, once, by `stage(...)`: composing, the docstrings and the docs test
+all read `STAGES`. Every stage hook may take `settings` (the run's frozen
+`Settings`) and `options` (the answering plugin's own options instance, or None).
+
+Run events are called through pluggy while the run goes on, on every plugin that
+implements them (pluggy's ``tryfirst``, ``trylast`` and ``wrapper`` apply). Each
+receives the `Run` (see `mnist_trainer.run`).
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
+import attrs
 import pluggy
+
+from . import stages
 
 PROJECT = "mnist_trainer"
 
@@ -16,67 +27,149 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
+@attrs.frozen
+class Stage:
+    """A stage hook: the slot it fills, whether one plugin at most may fill it, and what it returns."""
+
+    hook: str
+    slot: str
+    exclusive: bool
+    answer: type
+    many: bool = False  # the answer is a sequence of `answer`
+    default: str = ""
+
+    @property
+    def rule(self) -> str:
+        one = "Exclusive: one selected plugin at most" if self.exclusive else "Not exclusive: every selected plugin's answer applies"
+        return f"{one}. Core default: {self.default}."
+
+
+STAGES: dict[str, Stage] = {}
+EVENTS: list[str] = []
+
+
+def stage(slot: str, answer: type, *, exclusive: bool, default: str, many: bool = False) -> Callable:
+    """Declare a stage hook; its docstring gains the composition rule, read from this one declaration."""
+
+    def declare(function: Callable) -> Callable:
+        declared = Stage(function.__name__, slot, exclusive, answer, many, default)
+        STAGES[declared.hook] = declared
+        function.__doc__ = f"{function.__doc__.rstrip()}\n\n    {declared.rule}\n    "
+        return hookspec(function)
+
+    return declare
+
+
+def event(function: Callable) -> Callable:
+    """Declare a run event: called through pluggy on every plugin implementing it, never exclusive."""
+    EVENTS.append(function.__name__)
+    return hookspec(function)
+
+
+# ----- declarations ------------------------------------------------------------------------
+
+
 @hookspec
 def mnist_trainer_options():
-    """Declare the plugin's options.
+    """Declare the plugin's options: return a frozen `attrs` class whose fields all have defaults.
 
-    Return a frozen `attrs` class whose fields all have defaults; `-o NAME.KEY=VALUE`
-    values arrive as strings and pass through each field's converter and validator.
-    Not exclusive: every plugin declares its own.
+    ``-o NAME.KEY=VALUE`` values arrive as strings and pass through each field's converter and
+    validator. ``mnist_trainer_options = options_hook(MyOptions)`` writes this hook in one line.
     """
 
 
 @hookspec
 def mnist_trainer_requires():
-    """Name the plugins this one needs (entry-point names, e.g. ``("relu",)``).
+    """Name the plugins this one needs: a tuple of entry-point names, e.g. ``("relu",)``.
 
-    The registry loads them too, transitively. Not exclusive.
+    The registry loads them too, transitively.
     """
 
 
-@hookspec
-def mnist_trainer_activation(settings):
-    """Model stage, activation slot: return an `Activation` for every hidden block.
+# ----- stage hooks -------------------------------------------------------------------------
 
-    Exclusive: one selected plugin at most. Core default: sigmoid.
+
+@stage("activation", stages.Activation, exclusive=True, default="sigmoid")
+def mnist_trainer_activation(settings, options):
+    """Model stage, activation slot: return an `Activation` for every hidden block."""
+
+
+@stage("norm", stages.Norm, exclusive=True, default="no norm")
+def mnist_trainer_norm(settings, options):
+    """Model stage, norm slot (between Linear and activation): return a `Norm`."""
+
+
+@stage("init", stages.Initializer, exclusive=True, default="PyTorch's own initialisation")
+def mnist_trainer_init(settings, options):
+    """Init stage: return an `Initializer` that sets the weights before training."""
+
+
+@stage("regularizer", stages.Regularizer, exclusive=False, default="none")
+def mnist_trainer_regularizer(settings, options):
+    """Regularizer stage: return a `Regularizer` (dropout-slot module, loss penalty, batch transform).
+
+    Dropout modules, penalties and transforms apply in plugin-name order.
     """
 
 
-@hookspec
-def mnist_trainer_norm(settings):
-    """Model stage, norm slot (between Linear and activation): return a `Norm`.
-
-    Exclusive: one selected plugin at most. Core default: no norm.
-    """
+@stage("optimizer", stages.Optimizer, exclusive=True, default="Adam with --lr")
+def mnist_trainer_optimizer(settings, options):
+    """Optimizer stage: return an `Optimizer` whose `build(parameters)` uses ``settings.lr``."""
 
 
-@hookspec
-def mnist_trainer_init(settings):
-    """Init stage: return an `Initializer` that sets the weights before training.
-
-    Exclusive: one selected plugin at most. Core default: PyTorch's own initialisation.
-    """
+@stage("schedule", stages.Schedule, exclusive=True, default="a constant learning rate")
+def mnist_trainer_schedule(settings, options):
+    """Optimizer stage, schedule slot: return a `Schedule` that the core steps per batch or per epoch."""
 
 
-@hookspec
-def mnist_trainer_regularizer(settings):
-    """Regularizer stage: return a `Regularizer` (dropout-slot module and/or loss penalty).
-
-    Not exclusive: every selected regularizer applies, dropout modules in plugin-name order.
-    """
-
-
-@hookspec
-def mnist_trainer_optimizer(settings):
-    """Optimizer stage: return an `Optimizer` that builds the optimizer from the parameters.
-
-    Exclusive: one selected plugin at most. Core default: Adam with ``--lr``.
-    """
-
-
-@hookspec
-def mnist_trainer_metrics(settings):
+@stage("metrics", stages.Metric, exclusive=False, many=True, default="loss, accuracy")
+def mnist_trainer_metrics(settings, options):
     """Evaluation stage: return a sequence of `Metric`, computed on each evaluation split.
 
-    Not exclusive: all apply; metric names must not collide. Core default: loss, accuracy.
+    Metric names must not collide.
     """
+
+
+# ----- run events --------------------------------------------------------------------------
+
+
+@event
+def mnist_trainer_run_start(run):
+    """The network is built and initialised, the optimizer made; no epoch has run (``run.epoch == 0``)."""
+
+
+@event
+def mnist_trainer_epoch_start(run):
+    """Epoch ``run.epoch`` is about to train."""
+
+
+@event
+def mnist_trainer_step_end(run, loss):
+    """An optimizer step has been taken; `loss` is that mini-batch's loss, a detached 0-d tensor.
+
+    Called once per mini-batch: keep it cheap, and call ``loss.item()`` only when you must, since
+    it waits for the device. With no plugin implementing it, the loop does not call it at all.
+    """
+
+
+@event
+def mnist_trainer_epoch_end(run):
+    """Epoch ``run.epoch`` is trained and evaluated; ``run.row`` holds its metrics.
+
+    Values added to ``run.row`` here are recorded and shown in the table; ``run.stop(reason)``
+    ends the run after this epoch. The core's record writer and table run last (``trylast``).
+    """
+
+
+@event
+def mnist_trainer_run_end(run):
+    """The run is over: ``run.status`` says how (completed, stopped, interrupted, failed), ``run.reason`` why.
+
+    Called whatever the ending, before the record is finished, so a plugin may still change the
+    weights that are saved (early stopping restores its best epoch here).
+    """
+
+
+@event
+def mnist_trainer_report(run, stage, values):
+    """A stage reported progress through ``report(stage, **values)``; the core prints and records it."""

@@ -1,57 +1,74 @@
-"""Composing the five stages from whatever plugins are registered, and describing the result."""
+"""Composing the stages from whatever plugins are registered, and describing the result.
+
+Every stage hook is asked once per plugin here, before any data is loaded; every answer
+is checked (its type, an activation's gain) and its factories guarded, so a mistake is
+reported with the plugin's name before any time is spent.
+"""
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import attrs
 
-from . import registry
-from .errors import UserError
-from .model import INPUTS, CLASSES, BlockSpec
+from . import guards, registry
+from .errors import PluginError, UserError
+from .hookspecs import STAGES, Stage
+from .model import CLASSES, INPUTS, BlockSpec
 from .settings import Settings
-from .stages import Activation, Initializer, Metric, Norm, Optimizer, Regularizer
+from .stages import Activation, Initializer, Metric, Norm, Optimizer, Regularizer, Schedule
+
+Answer = tuple[str, Any]
 
 
 @attrs.frozen
 class Pipeline:
-    """The composed run: for each stage, which plugin answered and with what."""
+    """The composed run: for each stage, which plugin answered and with what; and the run events' dispatcher."""
 
     activation: tuple[str, Activation]
     norm: tuple[str, Norm | None]
     init: tuple[str, Initializer]
     regularizers: tuple[tuple[str, Regularizer], ...]
     optimizer: tuple[str, Optimizer]
+    schedule: tuple[str, Schedule | None]
     metrics: tuple[tuple[str, Metric], ...]
+    events: registry.Events = attrs.field(eq=False, repr=False)
     reasons: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
     def block(self) -> BlockSpec:
         return BlockSpec(self.activation[1], self.norm[1], tuple(r for _, r in self.regularizers))
 
-    def describe(self, hidden: tuple[int, ...]) -> list[tuple[str, str]]:
-        """One ``(stage, text)`` per stage; ``[...]`` names the plugin or core default behind each part."""
-        widths = "-".join(str(w) for w in (INPUTS, *hidden, CLASSES))
-        norm = self._by(*self.norm) if self.norm[1] else "(no norm)"
-        dropout = " -> ".join(self._by(n, r) for n, r in self.regularizers if r.dropout) or "(no dropout)"
-        evaluation: dict[str, list[str]] = {}
-        for plugin, metric in self.metrics:
-            evaluation.setdefault(plugin, []).append(metric.name)
-        return [
-            ("model", f"{widths}, each hidden block: Linear -> {norm} -> {self._by(*self.activation)} -> {dropout}"),
-            ("init", self._by(*self.init)),
-            ("regularizer", "; ".join(self._by(*choice) for choice in self.regularizers) or "none"),
-            ("optimizer", self._by(*self.optimizer)),
-            ("evaluation", "; ".join(f"{', '.join(names)} [{self._who(p)}]" for p, names in evaluation.items())),
-        ]
-
     @property
     def penalties(self) -> list:
         return [r.penalty for _, r in self.regularizers if r.penalty is not None]
 
     @property
+    def transforms(self) -> list:
+        return [r.transform for _, r in self.regularizers if r.transform is not None]
+
+    @property
     def metric_names(self) -> list[str]:
         return [metric.name for _, metric in self.metrics]
+
+    def describe(self, hidden: tuple[int, ...]) -> list[tuple[str, str]]:
+        """One ``(stage, text)`` per stage; ``[...]`` names the plugin or core default behind each part."""
+        widths = "-".join(str(w) for w in (INPUTS, *hidden, CLASSES))
+        norm = self._by(*self.norm) if self.norm[1] else "(no norm)"
+        dropout = " -> ".join(self._by(n, r) for n, r in self.regularizers if r.dropout) or "(no dropout)"
+        schedule = self._by(*self.schedule) if self.schedule[1] else "constant learning rate [core default]"
+        evaluation: dict[str, list[str]] = {}
+        for plugin, metric in self.metrics:
+            evaluation.setdefault(plugin, []).append(metric.name)
+        listeners = self.events.listeners()
+        return [
+            ("model", f"{widths}, each hidden block: Linear -> {norm} -> {self._by(*self.activation)} -> {dropout}"),
+            ("init", self._by(*self.init)),
+            ("regularizer", "; ".join(self._by(*choice) for choice in self.regularizers) or "none"),
+            ("optimizer", f"{self._by(*self.optimizer)}; {schedule}"),
+            ("evaluation", "; ".join(f"{', '.join(names)} [{self._who(p)}]" for p, names in evaluation.items())),
+            ("events", "; ".join(f"{self._who(p)} ({', '.join(events)})" for p, events in listeners.items()) or "none"),
+        ]
 
     def _by(self, plugin: str, answer) -> str:
         return f"{answer.summary} [{self._who(plugin)}]"
@@ -65,19 +82,63 @@ class Pipeline:
 
 def compose(manager, settings: Settings, reasons: Mapping[str, str] | None = None) -> Pipeline:
     """Ask every stage hook; exclusive slots take one selected plugin, the others take all."""
-    metrics = tuple((name, metric) for name, answer in registry.every(manager, "mnist_trainer_metrics", settings=settings)
-                    for metric in answer)
+    classes = registry.option_classes(manager)
+    answers = {hook: _answers(manager, stage, settings, classes) for hook, stage in STAGES.items()}
+    chosen = {hook: _exclusive(answers[hook], stage) for hook, stage in STAGES.items() if stage.exclusive}
+    metrics = tuple((name, metric) for name, answer in answers["mnist_trainer_metrics"] for metric in answer)
     seen: dict[str, str] = {}
     for name, metric in metrics:
         if metric.name in seen:
             raise UserError(f"plugins {seen[metric.name]!r} and {name!r} both define the metric {metric.name!r}; select only one of them")
         seen[metric.name] = name
+    _check_gain(*chosen["mnist_trainer_activation"])
     return Pipeline(
-        activation=registry.exclusive(manager, "mnist_trainer_activation", "activation", settings=settings),
-        norm=registry.exclusive(manager, "mnist_trainer_norm", "norm", settings=settings),
-        init=registry.exclusive(manager, "mnist_trainer_init", "init", settings=settings),
-        regularizers=tuple(registry.every(manager, "mnist_trainer_regularizer", settings=settings)),
-        optimizer=registry.exclusive(manager, "mnist_trainer_optimizer", "optimizer", settings=settings),
+        activation=chosen["mnist_trainer_activation"],
+        norm=chosen["mnist_trainer_norm"],
+        init=chosen["mnist_trainer_init"],
+        regularizers=tuple(answers["mnist_trainer_regularizer"]),
+        optimizer=chosen["mnist_trainer_optimizer"],
+        schedule=chosen["mnist_trainer_schedule"],
         metrics=metrics,
+        events=registry.Events(manager),
         reasons=dict(reasons or {}),
     )
+
+
+def _answers(manager, stage: Stage, settings: Settings, classes: dict[str, type]) -> list[Answer]:
+    """Each plugin's answer to one stage hook, type-checked and with its factories guarded."""
+    found = []
+    for name in registry.implementers(manager, stage.hook):
+        options = settings.options(classes[name]) if name in classes else None
+        answer = registry.ask(manager, name, stage.hook, settings=settings, options=options)
+        if answer is None:
+            continue
+        items = list(answer) if stage.many and isinstance(answer, (list, tuple)) else [answer]
+        for item in items:
+            if not isinstance(item, stage.answer):
+                kind = f"a sequence of {stage.answer.__name__}" if stage.many else f"a {stage.answer.__name__}"
+                raise PluginError(name, stage.hook, f"returned {guards.describe(item)}, expected {kind} "
+                                                    "(see docs/plugin_hooks.md)")
+        guarded = [guards.guard(name, stage.hook, item) for item in items]
+        found.append((name, tuple(guarded) if stage.many else guarded[0]))
+    return found
+
+
+def _exclusive(answers: list[Answer], stage: Stage) -> Answer:
+    """The one selected plugin's answer, else the core default's (or None): never first-wins."""
+    selected = [(name, answer) for name, answer in answers if name != registry.CORE]
+    if len(selected) > 1:
+        names = " and ".join(repr(name) for name, _ in selected)
+        raise UserError(f"plugins {names} both fill the {stage.slot} slot, which takes one; select only one of them")
+    if selected:
+        return selected[0]
+    return next(((name, answer) for name, answer in answers if name == registry.CORE), (registry.CORE, None))
+
+
+def _check_gain(plugin: str, activation: Activation) -> None:
+    """Init plugins ask every activation for its gain: an unknown nonlinearity is refused now, not mid-init."""
+    try:
+        activation.gain
+    except ValueError as error:
+        raise PluginError(plugin, "mnist_trainer_activation", f"nonlinearity {activation.nonlinearity!r}: {error}; name "
+                          "one torch.nn.init.calculate_gain knows (e.g. relu, leaky_relu, tanh, selu, linear)") from error

@@ -1,4 +1,7 @@
-"""The run folder: config, per-epoch metrics and checkpoint, each written atomically."""
+"""The run folder: config, per-epoch metrics and checkpoint, each written atomically.
+
+`RecordWriter` is the core's built-in plugin that writes it from the run events.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import UserError
+from .hookspecs import hookimpl
 
 CONFIG, METRICS, CHECKPOINT = "config.json", "metrics.jsonl", "model.pt"
+CHECKPOINT_FORMAT = 1
 
 
 def default_out(plugins: tuple[str, ...], root: Path = Path("runs")) -> Path:
@@ -71,6 +76,52 @@ class RunFolder:
         import torch
 
         atomic_write(self.path / CHECKPOINT, lambda file: torch.save(checkpoint, file), mode="wb")
+
+
+def summary(run, config: dict) -> dict:
+    """How a run ended, for ``config.json`` and ``--json``: status, reason, the last epoch's row, where it is."""
+    return {
+        "out": str(run.folder) if run.folder else None,
+        "status": run.status,
+        "reason": run.reason,
+        "dataset": config["dataset"],
+        "device": str(run.device),
+        "plugins": config["plugins"],
+        "epochs": run.epoch,
+        "final": run.history[-1] if run.history else None,
+        "seconds": run.seconds,
+    }
+
+
+class RecordWriter:
+    """Built-in plugin: appends each epoch and report to ``metrics.jsonl``; at run end, ``model.pt`` and ``config.json``.
+
+    It runs last at each event, so values other plugins add to ``run.row`` are recorded, and
+    the weights saved are those a plugin leaves at run end. A failed run keeps no ``model.pt``.
+    """
+
+    def __init__(self, folder: RunFolder, config: dict):
+        self.folder, self.config = folder, config
+
+    @hookimpl(trylast=True)
+    def mnist_trainer_report(self, stage: str, values: dict) -> None:
+        self.folder.append_metrics({"stage": stage, **values})
+
+    @hookimpl(trylast=True)
+    def mnist_trainer_epoch_end(self, run) -> None:
+        self.folder.append_metrics({"stage": "epoch", **run.row})
+
+    @hookimpl(trylast=True)
+    def mnist_trainer_run_end(self, run) -> None:
+        if run.status != "failed" and run.network is not None:
+            self.folder.save_checkpoint({
+                "format": CHECKPOINT_FORMAT,
+                "plugins": list(run.settings.plugins),
+                "options": run.settings.options_dict(),
+                "hidden": list(run.settings.hidden),
+                "state_dict": run.network.state_dict(),
+            })
+        self.folder.write_config({**self.config, "summary": summary(run, self.config)})
 
 
 def read_checkpoint(path: Path) -> dict:

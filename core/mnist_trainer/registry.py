@@ -1,23 +1,32 @@
 """The one place that knows pluggy and entry points: discovering, loading and asking plugins.
 
 Plugins are discovered from entry-point metadata without importing them; only the
-ones named with ``--plugin`` (and the plugins they require) are imported.
+ones named with ``--plugin`` (and the plugins they require) are imported. Every
+hook is called through pluggy: stage hooks one plugin at a time (composing needs
+to know who answered what), run events once on every plugin through `Events`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import os
+import sys
+import time
 from importlib.metadata import entry_points, version
-from typing import Any, Iterable
+from types import ModuleType
+from typing import Any, Callable, Iterable, Iterator
 
 import attrs
 import pluggy
 
 from . import defaults, hookspecs
-from .errors import UserError
+from .errors import PluginError, UserError
 
 GROUP = hookspecs.PROJECT
 CORE = "core"
+MODULE_PREFIX = "mnist_trainer_"
+ORDER_OPTIONS = ("tryfirst", "trylast", "wrapper", "hookwrapper")
 
 
 @attrs.frozen
@@ -49,20 +58,32 @@ def core_version() -> str:
     return version("mnist-trainer")
 
 
+def plugin_name(plugin: Any) -> str | None:
+    """The name a run gives a plugin module: its entry-point name, ``mnist_trainer_early_stop`` -> ``early-stop``."""
+    if isinstance(plugin, ModuleType) and plugin.__name__.startswith(MODULE_PREFIX):
+        return plugin.__name__[len(MODULE_PREFIX):].replace("_", "-")
+    return None
+
+
 def make_manager(*plugins: Any, **named: Any) -> pluggy.PluginManager:
-    """A fresh plugin manager holding the core defaults and the given plugin objects."""
+    """A fresh plugin manager holding the core defaults and the given plugin objects, verified as a run verifies.
+
+    A module named ``mnist_trainer_<name>`` is registered under its entry-point name ``<name>``.
+    """
     manager = pluggy.PluginManager(hookspecs.PROJECT)
     manager.add_hookspecs(hookspecs)
     manager.register(defaults, name=CORE)
     for plugin in plugins:
-        manager.register(plugin)
+        manager.register(plugin, name=plugin_name(plugin))
     for name, plugin in named.items():
         manager.register(plugin, name=name)
+    if plugins or named:
+        verify(manager)
     return manager
 
 
 def load(manager: pluggy.PluginManager, names: Iterable[str]) -> dict[str, str]:
-    """Import the named plugins and, transitively, those they require.
+    """Import the named plugins and, transitively, those they require, then verify them.
 
     Returns each loaded name with why it was loaded (``"selected"`` or ``"required by X"``).
     """
@@ -82,47 +103,68 @@ def load(manager: pluggy.PluginManager, names: Iterable[str]) -> dict[str, str]:
                 f"plugin {name!r} ({info.distribution} {info.version}) failed to load: "
                 f"{type(error).__name__}: {error}; reinstall or fix it, or run without --plugin {name}"
             ) from None
-        requires[name] = tuple(ask(manager, name, "mnist_trainer_requires") or ())
+        requires[name] = required_by(manager, name)
         for needed in requires[name]:
             if needed not in reasons:
                 reasons[needed] = f"required by {name}"
                 pending.append(needed)
     _refuse_cycles(requires)
-    try:
-        manager.check_pending()
-    except pluggy.PluginValidationError as error:
-        raise UserError(f"plugin {error.plugin!r} is broken: {error}") from None
+    verify(manager)
     return reasons
 
 
+def verify(manager: pluggy.PluginManager) -> None:
+    """What `load` checks after importing: hook names and arguments, and options stage hooks cannot honour."""
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as error:
+        raise UserError(f"plugin {manager.get_name(error.plugin)!r} is broken: {error}") from None
+    for hook in hookspecs.STAGES:
+        for impl in getattr(manager.hook, hook).get_hookimpls():
+            used = [option for option in ORDER_OPTIONS if getattr(impl, option)]
+            if used:
+                raise UserError(
+                    f"plugin {impl.plugin_name!r}: {hook} is marked {', '.join(used)}, which a stage hook cannot honour "
+                    "(each plugin is asked alone, in a fixed order); remove it, or use a run event"
+                )
+
+
+def required_by(manager: pluggy.PluginManager, name: str) -> tuple[str, ...]:
+    """The plugin's answer to ``mnist_trainer_requires``, checked to be entry-point names."""
+    answer = ask(manager, name, "mnist_trainer_requires")
+    if answer is None:
+        return ()
+    if isinstance(answer, str) or not all(isinstance(item, str) for item in answer):
+        raise PluginError(name, "mnist_trainer_requires", f"returned {answer!r}; return a tuple of plugin names, e.g. ('relu',)")
+    return tuple(answer)
+
+
 def ask(manager: pluggy.PluginManager, plugin: str, hook: str, **kwargs: Any) -> Any:
-    """One plugin's answer to `hook`, or None when it does not implement it."""
-    for impl in getattr(manager.hook, hook).get_hookimpls():
-        if impl.plugin_name == plugin:
-            return _call(impl, kwargs)
-    return None
+    """One plugin's answer to `hook` (through pluggy), or None; an exception in it names the plugin."""
+    target = manager.get_plugin(plugin)
+    caller = getattr(manager.hook, hook)
+    if not any(impl.plugin is target for impl in caller.get_hookimpls()):
+        return None
+    others = [other for other in manager.get_plugins() if other is not target]
+    try:
+        answers = manager.subset_hook_caller(hook, others)(**kwargs)
+    except UserError:
+        raise
+    except Exception as error:
+        raise PluginError.from_exception(plugin, hook, error) from error
+    return answers[0] if answers else None
+
+
+def implementers(manager: pluggy.PluginManager, hook: str) -> list[str]:
+    """Names of the plugins implementing `hook`, in name order, core last."""
+    names = {impl.plugin_name for impl in getattr(manager.hook, hook).get_hookimpls()}
+    return sorted(names, key=lambda name: (name == CORE, name))
 
 
 def every(manager: pluggy.PluginManager, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
     """Every plugin's non-None answer to `hook`, as ``(plugin name, answer)`` in name order, core last."""
-    answers = [(impl.plugin_name, _call(impl, kwargs)) for impl in _impls(manager, hook)]
+    answers = [(name, ask(manager, name, hook, **kwargs)) for name in implementers(manager, hook)]
     return [(name, answer) for name, answer in answers if answer is not None]
-
-
-def exclusive(manager: pluggy.PluginManager, hook: str, slot: str, **kwargs: Any) -> tuple[str, Any]:
-    """The one selected plugin answering `hook`, else the core default's answer.
-
-    Two selected plugins answering is an error naming both: never first-wins.
-    """
-    impls = _impls(manager, hook)
-    answers = [(impl.plugin_name, _call(impl, kwargs)) for impl in impls if impl.plugin_name != CORE]
-    answers = [(name, answer) for name, answer in answers if answer is not None]
-    if len(answers) > 1:
-        names = " and ".join(repr(name) for name, _ in answers)
-        raise UserError(f"plugins {names} both fill the {slot} slot, which takes one; select only one of them")
-    if answers:
-        return answers[0]
-    return CORE, ask(manager, CORE, hook, **kwargs)
 
 
 def option_classes(manager: pluggy.PluginManager) -> dict[str, type]:
@@ -130,12 +172,76 @@ def option_classes(manager: pluggy.PluginManager) -> dict[str, type]:
     return dict(every(manager, "mnist_trainer_options"))
 
 
-def _impls(manager: pluggy.PluginManager, hook: str) -> list:
-    return sorted(getattr(manager.hook, hook).get_hookimpls(), key=lambda impl: (impl.plugin_name == CORE, impl.plugin_name))
+class Events:
+    """Calls run events through ``manager.hook``; an exception inside a plugin's handler names it."""
+
+    def __init__(self, manager: pluggy.PluginManager):
+        self.manager = manager
+
+    def emit(self, event: str, **kwargs: Any) -> None:
+        caller = getattr(self.manager.hook, event)
+        try:
+            caller(**kwargs)
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            culprit = _culprit(error, caller.get_hookimpls())
+            if culprit is None or culprit.startswith(CORE):
+                raise
+            raise PluginError.from_exception(culprit, event, error) from error
+
+    def listens(self, event: str) -> bool:
+        return bool(getattr(self.manager.hook, event).get_hookimpls())
+
+    def listeners(self) -> dict[str, list[str]]:
+        """Each plugin outside the core that handles run events, with the events it handles."""
+        found: dict[str, list[str]] = {}
+        for event in hookspecs.EVENTS:
+            for name in implementers(self.manager, event):
+                if not name.startswith(CORE):
+                    found.setdefault(name, []).append(event.removeprefix(MODULE_PREFIX))
+        return found
+
+    @contextlib.contextmanager
+    def attached(self, plugins: dict[str, Any]) -> Iterator[None]:
+        """Register the core's built-in run-time plugins (record, table, progress) for one run."""
+        for name, plugin in plugins.items():
+            self.manager.register(plugin, name=f"{CORE}:{name}")
+        try:
+            yield
+        finally:
+            for plugin in plugins.values():
+                self.manager.unregister(plugin)
 
 
-def _call(impl, kwargs: dict[str, Any]) -> Any:
-    return impl.function(*(kwargs[name] for name in impl.argnames))
+def trace(manager: pluggy.PluginManager, write: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Callable[[], None]:
+    """Print every hook call: hook, the plugins it reached, and the time it took. Returns the undo function."""
+    started: list[float] = []
+
+    def before(hook: str, impls, kwargs) -> None:
+        started.append(time.perf_counter())
+
+    def after(outcome, hook: str, impls, kwargs) -> None:
+        milliseconds = (time.perf_counter() - started.pop()) * 1000
+        failed = " (raised)" if outcome.exception is not None else ""
+        write(f"trace: {hook} [{', '.join(impl.plugin_name for impl in impls) or 'no plugin'}] {milliseconds:.3f} ms{failed}")
+
+    return manager.add_hookcall_monitoring(before, after)
+
+
+def tracing_requested() -> bool:
+    return os.environ.get("MNIST_TRAINER_TRACE", "") not in ("", "0")
+
+
+def _culprit(error: BaseException, impls) -> str | None:
+    """The plugin whose hook function is on the exception's traceback, outermost first."""
+    codes = {getattr(getattr(impl.function, "__func__", impl.function), "__code__", None): impl.plugin_name for impl in impls}
+    frame = error.__traceback__
+    while frame is not None:
+        if frame.tb_frame.f_code in codes:
+            return codes[frame.tb_frame.f_code]
+        frame = frame.tb_next
+    return None
 
 
 def _not_installed(name: str, reason: str, installed: dict[str, PluginInfo]) -> str:

@@ -1,6 +1,8 @@
 """A whole run, from plugin names to a written record; and evaluating a saved run again.
 
-The command line calls these; they print through the `Output` they are given.
+The command line calls these; they speak through the `Output` they are given. The
+run-time behaviour (record, table, progress bar) is built-in plugins on the run
+events, attached for the run's duration.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import attrs
 import torch
@@ -22,27 +24,35 @@ from .data import DataNotice, Dataset, load_dataset
 from .errors import UserError
 from .model import Network
 from .pipeline import Pipeline, compose
-from .records import RunFolder, default_out, read_checkpoint
+from .records import CHECKPOINT_FORMAT, RecordWriter, RunFolder, default_out, read_checkpoint, summary
+from .reporters import Progress, Terminal, fmt
+from .run import Run
 from .settings import Settings, build_options, parse_assignments
+from .stages import InitContext
 
-CHECKPOINT_FORMAT = 1
+TRANSFORM_SEED_OFFSET = 1  # transforms draw from their own generator, so adding one leaves the shuffle unchanged
 
 
 @attrs.frozen
 class Output:
-    """Where a run speaks: `say` for lines a person reads, `warn` for notices, `progress` per epoch."""
+    """Where a run speaks: `say` for lines a person reads, `warn` for notices; `progress` shows a bar per epoch."""
 
     say: Callable[[str], None]
     warn: Callable[[str], None]
-    progress: Callable[[int], Callable[[range], Iterable[int]]] = lambda epoch: iter
+    progress: bool = False
 
 
-def select(plugins: Sequence[str], assignments: Sequence[str] | dict, **fields: Any) -> tuple[Settings, Pipeline]:
+def select(plugins: Sequence[str], assignments: Sequence[str] | dict, *, trace: bool = False,
+           **fields: Any) -> tuple[Settings, Pipeline]:
     """Load the named plugins, validate their options, build the settings and compose the pipeline."""
     raw = parse_assignments(assignments) if not isinstance(assignments, dict) else assignments
     manager = registry.make_manager()
+    if trace or registry.tracing_requested():
+        registry.trace(manager)
     reasons = registry.load(manager, plugins)
     for name in raw:
+        if name == registry.CORE:
+            raise UserError(f"-o {name}.{next(iter(raw[name]))}=...: the core takes no -o options; use its flags (see mnist-run --help)")
         if name not in reasons:
             raise UserError(f"option -o {name}.{next(iter(raw[name]))}=... is for plugin {name!r}, which is not selected; add --plugin {name}")
     classes = registry.option_classes(manager)
@@ -55,6 +65,25 @@ def select(plugins: Sequence[str], assignments: Sequence[str] | dict, **fields: 
     return settings, compose(manager, settings, reasons)
 
 
+def resolve_device(text: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for an absent CUDA device is a user error."""
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"invalid --device {text!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
+        raise UserError(f"invalid --device {text!r}: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise UserError(f"--device {text} asked for CUDA, but no CUDA device is available; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise UserError(f"--device {text}: only {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})")
+    return device
+
+
 def load_data(settings: Settings, device: torch.device, output: Output, *, train: bool = True) -> Dataset:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataNotice)
@@ -65,9 +94,58 @@ def load_data(settings: Settings, device: torch.device, output: Output, *, train
     return dataset
 
 
+def build(pipeline: Pipeline, run: Run) -> trainer.Loop:
+    """Seed, build the network on the run's device, run the init stage, build optimizer and schedule."""
+    settings, device = run.settings, run.device
+    torch.manual_seed(settings.seed)
+    network = Network(settings.hidden, pipeline.block).to(device)
+    pipeline.init[1].apply(network, InitContext(run.dataset.train.images, settings.seed, run.report))
+    optimizer = pipeline.optimizer[1].build(network.parameters())
+    run.steps_per_epoch = len(run.dataset.train) // settings.batch_size
+    schedule = pipeline.schedule[1]
+    scheduler = schedule.build(optimizer, run.steps_per_epoch, settings.epochs) if schedule else None
+    run.network, run.optimizer, run.scheduler = network, optimizer, scheduler
+    return trainer.Loop(
+        network=network,
+        optimizer=optimizer,
+        batch_size=settings.batch_size,
+        generator=_generator(device, settings.seed),
+        transform_generator=_generator(device, settings.seed + TRANSFORM_SEED_OFFSET),
+        metrics=[(metric.name, metric.compute) for _, metric in pipeline.metrics],
+        penalties=pipeline.penalties,
+        transforms=pipeline.transforms,
+        scheduler=scheduler,
+        per_batch=schedule is not None and schedule.per == "batch",
+    )
+
+
+def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any]) -> list[dict]:
+    """Build and train `run`, emitting the run events; `run.status` says how it ended, whatever happens."""
+    events = pipeline.events
+    with events.attached(builtins):
+        try:
+            loop = build(pipeline, run)
+            events.emit("mnist_trainer_run_start", run=run)
+            trainer.fit(loop, run.dataset, run.settings.epochs, _callbacks(run, events), eval_train=run.settings.eval_train)
+        except KeyboardInterrupt:
+            _finish(run, events, "interrupted", f"interrupted during epoch {run.epoch}")
+            raise
+        except UserError as error:
+            _finish(run, events, "failed", error.message)
+            raise
+        except Exception as error:
+            _finish(run, events, "failed", f"{type(error).__name__}: {error}")
+            raise
+        if run.stop_requested:
+            _finish(run, events, "stopped", run.stop_requested)
+        else:
+            _finish(run, events, "completed", f"trained {run.epoch} epochs")
+    return run.history
+
+
 def train(settings: Settings, pipeline: Pipeline, out: Path | None, output: Output) -> dict:
     """Train as `settings` and `pipeline` say, record it in `out`, and return the summary."""
-    device = trainer.resolve_device(settings.device)
+    device = resolve_device(settings.device)
     for stage, text in pipeline.describe(settings.hidden):
         output.say(f"{stage:<12} {text}")
     dataset = load_data(settings, device, output)
@@ -77,39 +155,12 @@ def train(settings: Settings, pipeline: Pipeline, out: Path | None, output: Outp
     folder = RunFolder(out or default_out(settings.plugins))
     config = _config(settings, pipeline, dataset, device)
     folder.write_config(config)
-
-    def report(stage: str, **values: Any) -> None:
-        folder.append_metrics({"stage": stage, **values})
-        output.say(f"{stage:<12} " + "  ".join(f"{k}={_fmt(v)}" for k, v in values.items()))
-
-    started = time.perf_counter()
-    network, optimizer = trainer.build(pipeline, settings, dataset, device, report)
-    table = _Table(output.say)
-
-    def on_epoch(row: dict) -> None:
-        folder.append_metrics({"stage": "epoch", **row})
-        table.row(row)
-
-    rows = trainer.fit(network, optimizer, pipeline, settings, dataset, on_epoch, output.progress)
-    folder.save_checkpoint({
-        "format": CHECKPOINT_FORMAT,
-        "plugins": list(settings.plugins),
-        "options": settings.options_dict(),
-        "hidden": list(settings.hidden),
-        "state_dict": network.state_dict(),
-    })
-    summary = {
-        "out": str(folder.path),
-        "dataset": config["dataset"],
-        "device": str(device),
-        "plugins": config["plugins"],
-        "final": rows[-1],
-        "seconds": round(time.perf_counter() - started, 3),
-    }
-    folder.write_config({**config, "summary": summary})
-    output.say(f"done: test accuracy {rows[-1]['test_accuracy']:.4f} after {settings.epochs} epochs "
-               f"in {summary['seconds']:.2f} s; record in {folder.path}")
-    return summary
+    run = Run(settings, dataset, device, folder.path, pipeline.events)
+    builtins = {"record": RecordWriter(folder, config), "terminal": Terminal(output.say)}
+    if output.progress:
+        builtins["progress"] = Progress()
+    execute(pipeline, run, builtins)
+    return summary(run, config)
 
 
 def evaluate_run(run: Path, dataset: str, data_dir: str | None, device: str, output: Output) -> dict:
@@ -119,14 +170,46 @@ def evaluate_run(run: Path, dataset: str, data_dir: str | None, device: str, out
         raise UserError(f"{run} was written by an incompatible mnist-trainer (checkpoint format {checkpoint.get('format')})")
     settings, pipeline = select(checkpoint["plugins"], checkpoint["options"], hidden=tuple(checkpoint["hidden"]),
                                 dataset=dataset, data_dir=data_dir, device=device)
-    torch_device = trainer.resolve_device(device)
+    torch_device = resolve_device(device)
     data = load_data(settings, torch_device, output, train=False)
     network = Network(settings.hidden, pipeline.block)
     network.load_state_dict(checkpoint["state_dict"])
-    metrics = trainer.evaluate(network.to(torch_device), data.test, pipeline)
+    metrics = trainer.evaluate(network.to(torch_device), data.test, [(m.name, m.compute) for _, m in pipeline.metrics])
     output.say(f"{run} on {data.name} ({len(data.test)} test images): "
-               + "  ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()))
+               + "  ".join(f"{k}={fmt(v)}" for k, v in metrics.items()))
     return {"run": str(run), "dataset": data.name, "test_size": len(data.test), "metrics": metrics}
+
+
+def _callbacks(run: Run, events) -> trainer.Callbacks:
+    """The loop's callbacks as run events; the step event only when some plugin listens, so it costs nothing otherwise."""
+
+    def epoch_start(epoch: int) -> None:
+        run.epoch, run.row = epoch, {}
+        events.emit("mnist_trainer_epoch_start", run=run)
+
+    def step_end(loss: torch.Tensor) -> None:
+        run.step += 1
+        events.emit("mnist_trainer_step_end", run=run, loss=loss)
+
+    def epoch_end(row: dict) -> bool:
+        if not events.listens("mnist_trainer_step_end"):
+            run.step += run.steps_per_epoch
+        run.row = row
+        events.emit("mnist_trainer_epoch_end", run=run)
+        run.history.append(run.row)
+        return run.stop_requested is not None
+
+    listening = events.listens("mnist_trainer_step_end")
+    return trainer.Callbacks(epoch_start, step_end if listening else None, epoch_end)
+
+
+def _finish(run: Run, events, status: str, reason: str) -> None:
+    run.status, run.reason = status, reason
+    events.emit("mnist_trainer_run_end", run=run)
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def _config(settings: Settings, pipeline: Pipeline, dataset: Dataset, device: torch.device) -> dict:
@@ -159,20 +242,3 @@ def _version(distribution: str) -> str | None:
         return version(distribution)
     except PackageNotFoundError:
         return None
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-class _Table:
-    """One row per epoch under a header made from the first row's keys."""
-
-    def __init__(self, say: Callable[[str], None]):
-        self.say, self.columns = say, None
-
-    def row(self, row: dict) -> None:
-        if self.columns is None:
-            self.columns = list(row)
-            self.say("  ".join(f"{c:>{max(len(c), 7)}}" for c in self.columns))
-        self.say("  ".join(f"{_fmt(row[c]):>{max(len(c), 7)}}" for c in self.columns))

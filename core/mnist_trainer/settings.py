@@ -7,8 +7,10 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 import attrs
 
 from .errors import UserError
+from .hookspecs import hookimpl
 
 T = TypeVar("T")
+TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
 def option(default: Any, *, help: str, converter: Callable | None = None, validator=None):
@@ -26,6 +28,24 @@ def choice(*values: str) -> Callable[[Any], str]:
         return text
 
     return convert
+
+
+def boolean(value: Any) -> bool:
+    """Converter accepting true/false, yes/no, on/off or 1/0 (any case), and bools."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE + FALSE:
+        return text in TRUE
+    raise ValueError(f"{value!r} is not one of true, false (or yes/no, on/off, 1/0)")
+
+
+def options_hook(cls: type) -> Callable[[], type]:
+    """The whole ``mnist_trainer_options`` hook in one line: ``mnist_trainer_options = options_hook(MyOptions)``.
+
+    Stage hooks then receive the instance as their `options` argument.
+    """
+    return hookimpl(specname="mnist_trainer_options")(lambda: cls)
 
 
 @attrs.frozen
@@ -63,7 +83,10 @@ def parse_assignments(texts: Sequence[str]) -> dict[str, dict[str, str]]:
         name, dot, key = target.partition(".")
         if not (eq and dot and name and key):
             raise UserError(f"malformed option -o {text!r}: write -o NAME.KEY=VALUE, e.g. -o relu.negative_slope=0.01")
-        parsed.setdefault(name.strip(), {})[key.strip()] = value.strip()
+        name, key = name.strip(), key.strip()
+        if key in parsed.get(name, {}):
+            raise UserError(f"-o {name}.{key} is given twice; give each option once")
+        parsed.setdefault(name, {})[key] = value.strip()
     return parsed
 
 

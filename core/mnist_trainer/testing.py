@@ -1,9 +1,15 @@
-"""Helpers for testing one plugin alone: no entry points, no installation, tiny data.
+"""Helpers for testing one plugin alone: no installation, tiny data, the same code paths as a run.
 
-    manager = plugin_manager(my_plugin)
+    manager = plugin_manager(mnist_trainer_my_plugin)      # registered as "my-plugin", verified
     network = build(manager, settings(MyOptions(p=0.5)))
+    run = fit(manager, settings(epochs=3))                # whole epochs, run events and all
+    run.history                                           # the per-epoch rows
 
-The same helpers are pytest fixtures through the ``mnist_trainer`` pytest plugin.
+`plugin_manager` registers a module ``mnist_trainer_<name>`` under its entry-point name
+``<name>`` and verifies hooks with ``check_pending()`` exactly as ``mnist-run`` does, so a
+misspelled hook fails in a test as in a run. Options given to `settings` are looked up by
+their class, as in a run. The same helpers are pytest fixtures through the ``mnist_trainer``
+pytest plugin (``mnist_manager``, ``mnist_settings``, ``mnist_data``).
 """
 
 from __future__ import annotations
@@ -14,18 +20,19 @@ from .registry import make_manager
 from .settings import Settings
 
 plugin_manager = make_manager
-"""A fresh plugin manager holding the core defaults plus the given plugin objects."""
+"""A fresh, verified plugin manager holding the core defaults plus the given plugins (modules or objects)."""
 
 
 def settings(*options: Any, **fields: Any) -> Settings:
-    """Small, fast `Settings` on the CPU; `options` are plugin options instances."""
+    """Small, fast `Settings` on the CPU (1 epoch, batch 50, hidden 32,32, synthetic:600); `options` are options instances."""
     defaults = dict(epochs=1, batch_size=50, hidden=(32, 32), device="cpu", dataset="synthetic:600")
     named = tuple((type(value).__name__, value) for value in options)
     return Settings(plugin_options=named, **{**defaults, **fields})
 
 
 def tiny_data(size: int = 600, device: str = "cpu"):
-    """A deterministic synthetic `Dataset` of `size` training images (and size // 6 test images)."""
+    """A deterministic synthetic `Dataset` of `size` training images (and size // 6 test images): `.train`, `.test`
+    splits with `.images` (float rows in [0, 1], 784 columns) and `.labels` (int64)."""
     import torch
 
     from .data import load_dataset
@@ -43,7 +50,7 @@ def sample_images(count: int = 1000):
 
 
 def compose(manager, run_settings: Settings | None = None):
-    """The `Pipeline` that `manager`'s plugins compose."""
+    """The `Pipeline` that `manager`'s plugins compose: per stage, ``(plugin name, answer)``; ``.describe(hidden)``."""
     from .pipeline import compose as compose_pipeline
 
     return compose_pipeline(manager, run_settings or settings())
@@ -51,32 +58,70 @@ def compose(manager, run_settings: Settings | None = None):
 
 def build(manager, run_settings: Settings | None = None, data=None):
     """The composed network, initialised by the init stage, on the CPU."""
-    return _build(manager, run_settings or settings(), data)[0]
+    return _prepare(manager, run_settings, data)[1].network
 
 
 def train_steps(manager, run_settings: Settings | None = None, steps: int = 5, data=None):
-    """Build, then train `steps` random mini-batches; returns the network and each step's loss."""
+    """Build, then train `steps` random mini-batches (transforms and penalties apply); returns the network and each loss."""
     import torch
 
     from .trainer import step
 
     run_settings = run_settings or settings()
-    network, optimizer, pipeline, data = _build(manager, run_settings, data)
+    pipeline, run, loop = _prepare(manager, run_settings, data)
     generator = torch.Generator().manual_seed(run_settings.seed)
-    network.train()
+    run.network.train()
     losses = []
     for _ in range(steps):
-        index = torch.randint(0, len(data.train), (run_settings.batch_size,), generator=generator)
-        losses.append(step(network, optimizer, data.train.images[index], data.train.labels[index], pipeline.penalties).item())
-    return network, losses
+        index = torch.randint(0, len(run.dataset.train), (run_settings.batch_size,), generator=generator)
+        losses.append(step(loop, run.dataset.train.images[index], run.dataset.train.labels[index]).item())
+    return run.network, losses
 
 
-def _build(manager, run_settings: Settings, data):
-    import torch
+def fit(manager, run_settings: Settings | None = None, data=None, *, listeners: tuple = ()):
+    """Train whole epochs as ``mnist-run`` does, run events included, without writing a record.
 
-    from . import trainer
+    Returns the finished `Run`: ``run.history`` holds the per-epoch rows, ``run.status`` and
+    ``run.reason`` how it ended, ``run.network`` the trained network. `listeners` are plugin
+    objects attached for this run only (e.g. one recording the events it sees).
+    """
+    from . import runner
+    from .pipeline import compose as compose_pipeline
+    from .run import Run
+
+    run_settings = run_settings or settings()
+    pipeline = compose_pipeline(manager, run_settings)
+    run = Run(run_settings, data or _data(run_settings), _device(run_settings), None, pipeline.events)
+    runner.execute(pipeline, run, {f"listener{index}": plugin for index, plugin in enumerate(listeners)})
+    return run
+
+
+def evaluate(manager, network, split, run_settings: Settings | None = None) -> dict[str, float]:
+    """Every metric `manager`'s plugins compose, on `split` (e.g. ``data.test``), as a run evaluates each epoch."""
+    from .trainer import evaluate as evaluate_split
 
     pipeline = compose(manager, run_settings)
-    data = data or tiny_data()
-    network, optimizer = trainer.build(pipeline, run_settings, data, torch.device("cpu"))
-    return network, optimizer, pipeline, data
+    return evaluate_split(network, split, [(metric.name, metric.compute) for _, metric in pipeline.metrics])
+
+
+def _data(run_settings: Settings):
+    from .data import load_dataset
+
+    return load_dataset(run_settings.dataset, run_settings.data_dir, _device(run_settings))
+
+
+def _device(run_settings: Settings):
+    from .runner import resolve_device
+
+    return resolve_device(run_settings.device)
+
+
+def _prepare(manager, run_settings: Settings | None, data):
+    from . import runner
+    from .pipeline import compose as compose_pipeline
+    from .run import Run
+
+    run_settings = run_settings or settings()
+    pipeline = compose_pipeline(manager, run_settings)
+    run = Run(run_settings, data or _data(run_settings), _device(run_settings), None, pipeline.events)
+    return pipeline, run, runner.build(pipeline, run)

@@ -1,107 +1,126 @@
-"""Building, training and evaluating the composed network on tensors that live on the device."""
+"""The training loop: plain parts in, epoch rows out. It knows nothing of plugins, records or the terminal.
+
+Data stays on the device as tensors; each epoch is one seeded permutation gathered with
+`index_select`, and nothing inside an epoch waits for the host unless a step callback asks.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable
+from typing import Any, Callable, Sequence
 
+import attrs
 import torch
 import torch.nn.functional as F
 
 from .data import Dataset, Split
-from .errors import UserError
-from .model import Network
-from .pipeline import Pipeline
-from .settings import Settings
-from .stages import InitContext
 
 EVAL_CHUNK = 1024
 
-
-def resolve_device(text: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for an absent CUDA device is a user error."""
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise UserError(f"invalid --device {text!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"invalid --device {text!r}: use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda":
-        count = torch.cuda.device_count()
-        if count == 0:
-            raise UserError(f"--device {text} asked for CUDA, but no CUDA device is available; use --device cpu")
-        if device.index is not None and device.index >= count:
-            raise UserError(f"--device {text}: only {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})")
-    return device
+Penalty = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+Transform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
+Metric = tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 
 
-def build(pipeline: Pipeline, settings: Settings, dataset: Dataset, device: torch.device,
-          report: Callable[..., None] = lambda stage, **values: None) -> tuple[Network, torch.optim.Optimizer]:
-    """Seed, build the network on `device`, run the init stage, build the optimizer."""
-    torch.manual_seed(settings.seed)
-    network = Network(settings.hidden, pipeline.block).to(device)
-    pipeline.init[1].apply(network, InitContext(dataset.train.images, settings.seed, report))
-    return network, pipeline.optimizer[1].build(network.parameters())
+@attrs.frozen
+class Loop:
+    """Everything one run trains with.
+
+    `scheduler` (or None for a constant rate) steps after every batch when `per_batch`, else
+    after every epoch. `generator` shuffles; `transform_generator` is handed to the transforms.
+    """
+
+    network: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    batch_size: int
+    generator: torch.Generator
+    transform_generator: torch.Generator
+    metrics: Sequence[Metric]
+    penalties: Sequence[Penalty] = ()
+    transforms: Sequence[Transform] = ()
+    scheduler: Any = None
+    per_batch: bool = False
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
 
 
-def train_epoch(network: Network, optimizer: torch.optim.Optimizer, split: Split, batch_size: int,
-                generator: torch.Generator, penalties, wrap: Callable[[range], Iterable[int]] = iter) -> float:
-    """One pass over the shuffled split in full mini-batches; returns the mean training loss."""
-    network.train()
-    order = torch.randperm(len(split), generator=generator, device=generator.device, dtype=torch.int32)
-    order = order.to(split.labels.device)
-    total = torch.zeros((), device=split.labels.device)
-    batches = len(split) // batch_size
-    for batch in wrap(range(batches)):
-        index = order[batch * batch_size : (batch + 1) * batch_size]
-        images, labels = split.images.index_select(0, index), split.labels.index_select(0, index)
-        total += step(network, optimizer, images, labels, penalties)
-    return total.item() / batches
+@attrs.frozen
+class Callbacks:
+    """What the loop calls: `epoch_end(row)` returns True to stop; `step_end(loss)` only when given."""
+
+    epoch_start: Callable[[int], None] = lambda epoch: None
+    step_end: Callable[[torch.Tensor], None] | None = None
+    epoch_end: Callable[[dict], bool] = lambda row: False
 
 
-def step(network: Network, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
-         penalties) -> torch.Tensor:
-    """One optimisation step on one mini-batch; returns its loss, detached, without a host sync."""
-    loss = F.cross_entropy(network(images), labels)
-    for penalty in penalties:
-        loss = loss + penalty(network)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
-
-
-def evaluate(network: Network, split: Split, pipeline: Pipeline) -> dict[str, float]:
-    """Every metric of the evaluation stage on the whole split, in one batched pass."""
-    network.eval()
-    with torch.inference_mode():
-        logits = torch.empty(len(split), network.output.out_features, device=split.images.device)
-        for start in range(0, len(split), EVAL_CHUNK):  # chunks bound the activations' memory
-            logits[start : start + EVAL_CHUNK] = network(split.images[start : start + EVAL_CHUNK])
-        values = torch.stack([metric.compute(logits, split.labels).float() for _, metric in pipeline.metrics])
-    return dict(zip(pipeline.metric_names, values.tolist()))
-
-
-def fit(network: Network, optimizer: torch.optim.Optimizer, pipeline: Pipeline, settings: Settings,
-        dataset: Dataset, on_epoch: Callable[[dict], None] = lambda row: None,
-        wrap: Callable[[int], Callable[[range], Iterable[int]]] = lambda epoch: iter) -> list[dict]:
-    """Train for ``settings.epochs``; each epoch's row (train loss, metrics, seconds) goes to `on_epoch`."""
-    generator = torch.Generator(device=dataset.train.labels.device).manual_seed(settings.seed)
+def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callbacks(), *,
+        first_epoch: int = 1, eval_train: bool = False) -> list[dict]:
+    """Train and evaluate epoch after epoch until `epochs` or until `epoch_end` asks to stop; returns the rows."""
     rows = []
-    for epoch in range(1, settings.epochs + 1):
+    for epoch in range(first_epoch, epochs + 1):
+        callbacks.epoch_start(epoch)
         started = time.perf_counter()
-        row = {"epoch": epoch}
-        row["train_loss"] = train_epoch(network, optimizer, dataset.train, settings.batch_size, generator,
-                                        pipeline.penalties, wrap(epoch))
+        row = {"epoch": epoch, "lr": loop.lr}
+        row["train_loss"] = train_epoch(loop, dataset.train, callbacks.step_end)
         trained = time.perf_counter()
-        row.update({f"test_{k}": v for k, v in evaluate(network, dataset.test, pipeline).items()})
-        if settings.eval_train:
-            row.update({f"train_eval_{k}": v for k, v in evaluate(network, dataset.train, pipeline).items()})
+        row.update({f"test_{k}": v for k, v in evaluate(loop.network, dataset.test, loop.metrics).items()})
+        if eval_train:
+            row.update({f"train_eval_{k}": v for k, v in evaluate(loop.network, dataset.train, loop.metrics).items()})
         now = time.perf_counter()
         row["eval_seconds"] = round(now - trained, 4)
         row["seconds"] = round(now - started, 4)
+        if loop.scheduler is not None and not loop.per_batch:
+            loop.scheduler.step()
         rows.append(row)
-        on_epoch(row)
+        if callbacks.epoch_end(row):
+            break
     return rows
+
+
+def train_epoch(loop: Loop, split: Split, step_end: Callable[[torch.Tensor], None] | None = None) -> float:
+    """One pass over the shuffled split in full mini-batches; returns the mean training loss."""
+    loop.network.train()
+    generator = loop.generator
+    order = torch.randperm(len(split), generator=generator, device=generator.device, dtype=torch.int32)
+    order = order.to(split.labels.device)
+    total = torch.zeros((), device=split.labels.device)
+    batches = len(split) // loop.batch_size
+    for batch in range(batches):
+        index = order[batch * loop.batch_size : (batch + 1) * loop.batch_size]
+        loss = step(loop, split.images.index_select(0, index), split.labels.index_select(0, index))
+        total += loss
+        if step_end is not None:
+            step_end(loss)
+    return total.item() / batches
+
+
+def step(loop: Loop, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """One optimisation step on one mini-batch; returns its loss, detached, without a host sync."""
+    for transform in loop.transforms:
+        images, labels = transform(images, labels, loop.transform_generator)
+    logits = loop.network(images)
+    loss = F.cross_entropy(logits, labels)
+    for penalty in loop.penalties:
+        loss = loss + penalty(loop.network, logits, labels)
+    loop.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    loop.optimizer.step()
+    if loop.per_batch:
+        loop.scheduler.step()
+    return loss.detach()
+
+
+def evaluate(network: torch.nn.Module, split: Split, metrics: Sequence[Metric]) -> dict[str, float]:
+    """Every metric on the whole split, in one batched pass in eval mode."""
+    network.eval()
+    with torch.inference_mode():
+        chunks = range(0, len(split), EVAL_CHUNK)  # chunks bound the activations' memory
+        first = network(split.images[:EVAL_CHUNK])
+        logits = torch.empty(len(split), first.shape[1], device=first.device, dtype=first.dtype)
+        logits[:EVAL_CHUNK] = first
+        for start in chunks[1:]:
+            logits[start : start + EVAL_CHUNK] = network(split.images[start : start + EVAL_CHUNK])
+        values = torch.stack([compute(logits, split.labels).float() for _, compute in metrics])
+    return dict(zip([name for name, _ in metrics], values.tolist()))

@@ -5,7 +5,7 @@ from attrs.validators import gt, le
 
 from torch import nn
 
-from mnist_trainer import Norm, hookimpl, option
+from mnist_trainer import Norm, hookimpl, option, options_hook
 
 
 @attrs.frozen
@@ -15,14 +15,11 @@ class BatchNormOptions:
     eps: float = option(1e-5, converter=float, validator=gt(0.0), help="a number above 0 added to the variance")
 
 
-@hookimpl
-def mnist_trainer_options():
-    return BatchNormOptions
+mnist_trainer_options = options_hook(BatchNormOptions)
 
 
 @hookimpl
-def mnist_trainer_norm(settings):
-    options = settings.options(BatchNormOptions)
+def mnist_trainer_norm(options):
     return Norm(
         f"BatchNorm1d(momentum={options.momentum}, eps={options.eps})",
         lambda width: nn.BatchNorm1d(width, eps=options.eps, momentum=options.momentum),

@@ -4,7 +4,7 @@ import attrs
 from attrs.validators import ge, lt
 from torch import nn
 
-from mnist_trainer import Regularizer, hookimpl, option
+from mnist_trainer import Regularizer, hookimpl, option, options_hook
 
 
 @attrs.frozen
@@ -12,12 +12,10 @@ class DropoutOptions:
     p: float = option(0.3, converter=float, validator=[ge(0.0), lt(1.0)], help="a probability in [0, 1)")
 
 
-@hookimpl
-def mnist_trainer_options():
-    return DropoutOptions
+mnist_trainer_options = options_hook(DropoutOptions)
 
 
 @hookimpl
-def mnist_trainer_regularizer(settings):
-    p = settings.options(DropoutOptions).p
+def mnist_trainer_regularizer(options):
+    p = options.p
     return Regularizer(f"Dropout(p={p}) in every hidden block", dropout=lambda: nn.Dropout(p))

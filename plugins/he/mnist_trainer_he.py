@@ -8,7 +8,7 @@ import math
 
 import attrs
 
-from mnist_trainer import Initializer, choice, hookimpl, option
+from mnist_trainer import Initializer, choice, hookimpl, option, options_hook
 from mnist_trainer.weights import DISTRIBUTIONS, fans, fill
 
 MODES = ("fan_in", "fan_out")
@@ -21,9 +21,7 @@ class HeOptions:
                        help="fan_in (keeps forward variance) or fan_out (keeps backward variance)")
 
 
-@hookimpl
-def mnist_trainer_options():
-    return HeOptions
+mnist_trainer_options = options_hook(HeOptions)
 
 
 @hookimpl
@@ -32,8 +30,7 @@ def mnist_trainer_requires():
 
 
 @hookimpl
-def mnist_trainer_init(settings):
-    options = settings.options(HeOptions)
+def mnist_trainer_init(options):
     use_fan_out = options.mode == "fan_out"
 
     def apply(network, context):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from attrs.validators import ge, gt, lt
 
-from mnist_trainer import Initializer, UserError, hookimpl, option
+from mnist_trainer import Initializer, UserError, hookimpl, option, options_hook
 
 MOMENTUM_SWITCH_EPOCH = 5  # Hinton's reference code raises the momentum after 5 epochs
 
@@ -90,15 +90,11 @@ def train_rbm(data: torch.Tensor, hidden: int, options: RbmOptions, generator: t
     return rbm
 
 
-@hookimpl
-def mnist_trainer_options():
-    return RbmOptions
+mnist_trainer_options = options_hook(RbmOptions)
 
 
 @hookimpl
-def mnist_trainer_init(settings):
-    options = settings.options(RbmOptions)
-
+def mnist_trainer_init(options):
     def apply(network, context):
         images = context.train_images
         low, high = images.min().item(), images.max().item()

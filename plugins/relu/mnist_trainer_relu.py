@@ -4,7 +4,7 @@ import attrs
 from attrs.validators import ge
 from torch import nn
 
-from mnist_trainer import Activation, hookimpl, option
+from mnist_trainer import Activation, hookimpl, option, options_hook
 
 
 @attrs.frozen
@@ -12,14 +12,12 @@ class ReluOptions:
     negative_slope: float = option(0.0, converter=float, validator=ge(0.0), help="a number >= 0; 0 is plain ReLU")
 
 
-@hookimpl
-def mnist_trainer_options():
-    return ReluOptions
+mnist_trainer_options = options_hook(ReluOptions)
 
 
 @hookimpl
-def mnist_trainer_activation(settings):
-    slope = settings.options(ReluOptions).negative_slope
+def mnist_trainer_activation(options):
+    slope = options.negative_slope
     if slope == 0:
         return Activation("ReLU", nn.ReLU, "relu")
     return Activation(f"LeakyReLU(negative_slope={slope})", lambda: nn.LeakyReLU(slope), "leaky_relu", slope)

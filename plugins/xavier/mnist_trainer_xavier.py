@@ -8,7 +8,7 @@ import math
 import attrs
 from torch.nn.init import calculate_gain
 
-from mnist_trainer import Initializer, choice, hookimpl, option
+from mnist_trainer import Initializer, choice, hookimpl, option, options_hook
 from mnist_trainer.weights import DISTRIBUTIONS, fans, fill
 
 GAIN_NAMES = ("activation", "linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
@@ -34,15 +34,11 @@ class XavierOptions:
                                help=f"a number above 0, or one of {', '.join(GAIN_NAMES)} (activation = the active one's gain)")
 
 
-@hookimpl
-def mnist_trainer_options():
-    return XavierOptions
+mnist_trainer_options = options_hook(XavierOptions)
 
 
 @hookimpl
-def mnist_trainer_init(settings):
-    options = settings.options(XavierOptions)
-
+def mnist_trainer_init(options):
     def apply(network, context):
         gain = resolve_gain(options.gain, network.spec.activation)
         for linear in [*network.hidden_linears, network.output]:

@@ -8,7 +8,7 @@ import attrs
 import torch
 from attrs.validators import gt
 
-from mnist_trainer import Initializer, hookimpl, option
+from mnist_trainer import Initializer, hookimpl, option, options_hook
 
 
 @attrs.frozen
@@ -17,15 +17,11 @@ class NormalInitOptions:
     std: float = option(1.0, converter=float, validator=gt(0.0), help="a number above 0")
 
 
-@hookimpl
-def mnist_trainer_options():
-    return NormalInitOptions
+mnist_trainer_options = options_hook(NormalInitOptions)
 
 
 @hookimpl
-def mnist_trainer_init(settings):
-    options = settings.options(NormalInitOptions)
-
+def mnist_trainer_init(options):
     def apply(network, context):
         with torch.no_grad():
             for linear in [*network.hidden_linears, network.output]:

@@ -1,0 +1,72 @@
+"""The one object every run event receives: the run as it stands.
+
+| field | what |
+| --- | --- |
+| `settings` | the run's frozen `Settings` (``settings.options(MyOptions)`` gives a plugin its options) |
+| `dataset` | the loaded `Dataset`: `name`, `train` and `test` splits (``len(run.dataset.train)``) on `device` |
+| `device` | the `torch.device` training runs on |
+| `folder` | the run folder (a `Path`), or None when nothing is recorded (the test kit's runs) |
+| `network`, `optimizer`, `scheduler` | the parts being trained, set before `run_start` (`scheduler` None for a constant rate) |
+| `steps_per_epoch` | optimizer steps in one epoch |
+| `epoch`, `step` | the current epoch (0 before the first) and the optimizer steps taken so far |
+| `row` | the current epoch's metrics (at `epoch_end`: epoch, lr, train_loss, test_*, seconds); add to it to record more |
+| `history` | every finished epoch's row, oldest first |
+| `status`, `reason` | at `run_end`: completed, stopped, interrupted or failed, and why |
+| `stash` | a dict for plugins' own per-run state, keyed by plugin name |
+
+`report(stage, **values)` prints a line and records it; `stop(reason)` ends the run after this epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from .settings import Settings
+
+if TYPE_CHECKING:
+    import torch
+
+    from .data import Dataset
+    from .registry import Events
+
+STATUSES = ("completed", "stopped", "interrupted", "failed")
+
+
+@attrs.define(eq=False)
+class Run:
+    """The run as run events see it; see the module docstring for every field."""
+
+    settings: Settings
+    dataset: "Dataset"
+    device: "torch.device"
+    folder: Path | None
+    events: "Events" = attrs.field(repr=False)
+    network: "torch.nn.Module | None" = None
+    optimizer: "torch.optim.Optimizer | None" = None
+    scheduler: Any = None
+    steps_per_epoch: int = 0
+    epoch: int = 0
+    step: int = 0
+    row: dict = attrs.Factory(dict)
+    history: list[dict] = attrs.Factory(list)
+    status: str | None = None
+    reason: str | None = None
+    stash: dict = attrs.Factory(dict)
+    started: float = attrs.Factory(time.perf_counter)
+    stop_requested: str | None = None
+
+    def report(self, stage: str, **values: Any) -> None:
+        """Print ``stage key=value ...`` and append ``{"stage": stage, **values}`` to the record."""
+        self.events.emit("mnist_trainer_report", run=self, stage=stage, values=values)
+
+    def stop(self, reason: str) -> None:
+        """Ask the run to stop after this epoch; it ends with status ``stopped`` and this reason."""
+        self.stop_requested = reason
+
+    @property
+    def seconds(self) -> float:
+        return round(time.perf_counter() - self.started, 3)
