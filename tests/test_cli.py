@@ -26,9 +26,12 @@ def test_run_writes_a_complete_record(run_cli, tmp_path):
     assert config["settings"]["hidden"] == [32, 32] and config["settings"]["options"] == {"relu": {"negative_slope": 0.0}}
     assert config["versions"]["torch"] == torch.__version__ and config["device"]["name"] == "cpu"
     assert config["summary"]["final"]["epoch"] == 2
+    assert (config["summary"]["status"], config["summary"]["reason"]) == ("completed", "trained 2 epochs")
+    assert config["pipeline"]["optimizer"] == "Adam, lr=0.001 [core default]; constant learning rate [core default]"
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2]
-    assert set(rows[0]) >= {"train_loss", "test_loss", "test_accuracy", "train_eval_loss", "train_eval_accuracy", "seconds"}
+    assert set(rows[0]) >= {"lr", "train_loss", "test_loss", "test_accuracy", "train_eval_loss", "train_eval_accuracy", "seconds"}
+    assert rows[0]["lr"] == rows[1]["lr"] == 0.001
     checkpoint = torch.load(out / "model.pt", weights_only=True)
     assert checkpoint["plugins"] == ["relu"] and checkpoint["hidden"] == [32, 32]
     assert checkpoint["state_dict"]["0.linear.weight"].shape == (32, 784)

@@ -2,7 +2,7 @@ import attrs
 import pytest
 from attrs.validators import ge
 
-from mnist_trainer import UserError, choice, option
+from mnist_trainer import UserError, boolean, choice, option
 from mnist_trainer.settings import Settings, build_options, parse_assignments, parse_hidden
 
 
@@ -41,6 +41,29 @@ def test_option_errors_name_the_option_and_accepted_values(values, words):
         build_options("p", Opts, values)
     for word in words:
         assert word in caught.value.message
+
+
+def linked(default_momentum: float) -> type:
+    @attrs.frozen
+    class Linked:
+        momentum: float = option(default_momentum, converter=float, help="a number")
+        nesterov: bool = option(False, converter=boolean, help="true or false; true needs momentum above 0")
+
+        def __attrs_post_init__(self):
+            if self.nesterov and not self.momentum > 0:
+                raise ValueError("nesterov=true needs momentum above 0")
+
+    return Linked
+
+
+def test_options_that_depend_on_each_other_are_judged_together():
+    zero = linked(0.0)  # nesterov=true alone fails with this default, yet is fine beside a momentum
+    assert build_options("p", zero, {"nesterov": "true", "momentum": "0.9"}) == zero(0.9, True)
+    with pytest.raises(UserError, match=r"invalid value for -o p.nesterov=true: nesterov=true needs momentum above 0 \(accepted"):
+        build_options("p", zero, {"nesterov": "true"})
+    half = linked(0.5)  # each value alone is fine with this default; only the pair is wrong
+    with pytest.raises(UserError, match="^invalid options for p: nesterov=true needs momentum above 0$"):
+        build_options("p", half, {"nesterov": "true", "momentum": "0"})
 
 
 def test_plugin_without_options_rejects_one():

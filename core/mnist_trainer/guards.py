@@ -16,7 +16,7 @@ import attrs
 from . import stages
 from .errors import PluginError, UserError
 
-Check = Callable[[Any], "str | None"]
+Check = Callable[[Any, tuple], "str | None"]  # (what the factory returned, what it was given) -> the problem
 
 
 def describe(value: Any) -> str:
@@ -25,13 +25,28 @@ def describe(value: Any) -> str:
         return f"a function ({getattr(value, '__qualname__', type(value).__name__)})"
     if type(value).__name__ == "Tensor":
         return f"a tensor of shape {tuple(value.shape)}"
+    if isinstance(value, tuple):
+        return f"a tuple ({', '.join(describe(item) for item in value)})"
     if isinstance(value, (int, float, str)):
         return f"a {type(value).__name__} ({value!r})"
     return f"a {type(value).__module__}.{type(value).__qualname__}" if value is not None else "None"
 
 
 def _is(kind: str, test: Callable[[Any], bool]) -> Check:
-    return lambda value: None if test(value) else f"returned {describe(value)}, expected {kind}"
+    return lambda value, args: None if test(value) else f"returned {describe(value)}, expected {kind}"
+
+
+def _batch(value: Any, args: tuple) -> str | None:
+    """A transform returns ``(images, labels)``: images shaped and typed as it was given them, a label per row."""
+    import torch
+
+    images = args[0]
+    if (isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value)
+            and value[0].shape[1:] == images.shape[1:] and value[0].dtype == images.dtype
+            and value[0].shape[0] == value[1].shape[0]):
+        return None
+    return (f"returned {describe(value)}, expected a pair (images, labels): images of shape (N, "
+            f"{', '.join(map(str, images.shape[1:]))}) and {images.dtype} as given, one label per row")
 
 
 def _module(value: Any) -> bool:
@@ -52,19 +67,12 @@ def _scalar(value: Any) -> bool:
     return isinstance(value, torch.Tensor) and value.dim() == 0
 
 
-def _batch(value: Any) -> bool:
-    import torch
-
-    return (isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, torch.Tensor) for v in value)
-            and value[0].shape[0] == value[1].shape[0])
-
-
 CHECKS: dict[tuple[type, str], Check | None] = {
     (stages.Activation, "build"): _is("a torch.nn.Module", _module),
     (stages.Norm, "build"): _is("a torch.nn.Module", _module),
     (stages.Regularizer, "dropout"): _is("a torch.nn.Module", _module),
     (stages.Regularizer, "penalty"): _is("a 0-d tensor", _scalar),
-    (stages.Regularizer, "transform"): _is("a pair (images, labels) of tensors with one row per label", _batch),
+    (stages.Regularizer, "transform"): _batch,
     (stages.Initializer, "apply"): None,
     (stages.Optimizer, "build"): _is("a torch.optim.Optimizer", _optimizer),
     (stages.Schedule, "build"): _is("a scheduler with a step() method", lambda value: callable(getattr(value, "step", None))),
@@ -91,7 +99,7 @@ def _guarded(plugin: str, where: str, function: Callable, check: Check | None) -
             raise
         except Exception as error:
             raise PluginError.from_exception(plugin, where, error) from error
-        problem = check(result) if check is not None else None
+        problem = check(result, args) if check is not None else None
         if problem:
             raise PluginError(plugin, where, problem)
         return result

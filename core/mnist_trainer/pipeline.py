@@ -116,7 +116,7 @@ def _answers(manager, stage: Stage, settings: Settings, classes: dict[str, type]
         items = list(answer) if stage.many and isinstance(answer, (list, tuple)) else [answer]
         for item in items:
             if not isinstance(item, stage.answer):
-                kind = f"a sequence of {stage.answer.__name__}" if stage.many else f"a {stage.answer.__name__}"
+                kind = f"mnist_trainer.{stage.answer.__name__}" + (" items in a sequence" if stage.many else "")
                 raise PluginError(name, stage.hook, f"returned {guards.describe(item)}, expected {kind} "
                                                     "(see docs/plugin_hooks.md)")
         guarded = [guards.guard(name, stage.hook, item) for item in items]

@@ -17,7 +17,7 @@ def mnist_settings():
     return testing.settings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def mnist_data():
-    """A tiny deterministic synthetic dataset (600 training images) on the CPU."""
+    """A tiny deterministic synthetic dataset (600 training images) on the CPU, made afresh for each test."""
     return testing.tiny_data()

@@ -89,6 +89,7 @@ def summary(run, config: dict) -> dict:
         "plugins": config["plugins"],
         "epochs": run.epoch,
         "final": run.history[-1] if run.history else None,
+        "saved": run.saved,
         "seconds": run.seconds,
     }
 
@@ -96,8 +97,9 @@ def summary(run, config: dict) -> dict:
 class RecordWriter:
     """Built-in plugin: appends each epoch and report to ``metrics.jsonl``; at run end, ``model.pt`` and ``config.json``.
 
-    It runs last at each event, so values other plugins add to ``run.row`` are recorded, and
-    the weights saved are those a plugin leaves at run end. A failed run keeps no ``model.pt``.
+    It writes after every other handler of an event has run (a wrapper that acts once they
+    return), so the values other plugins add to ``run.row`` are recorded and the weights saved
+    are those plugins leave at run end. A failed run keeps no ``model.pt``.
     """
 
     def __init__(self, folder: RunFolder, config: dict):
@@ -107,12 +109,14 @@ class RecordWriter:
     def mnist_trainer_report(self, stage: str, values: dict) -> None:
         self.folder.append_metrics({"stage": stage, **values})
 
-    @hookimpl(trylast=True)
-    def mnist_trainer_epoch_end(self, run) -> None:
+    @hookimpl(wrapper=True)
+    def mnist_trainer_epoch_end(self, run):
+        yield
         self.folder.append_metrics({"stage": "epoch", **run.row})
 
-    @hookimpl(trylast=True)
-    def mnist_trainer_run_end(self, run) -> None:
+    @hookimpl(wrapper=True)
+    def mnist_trainer_run_end(self, run):
+        yield
         if run.status != "failed" and run.network is not None:
             self.folder.save_checkpoint({
                 "format": CHECKPOINT_FORMAT,

@@ -186,7 +186,7 @@ class Events:
             raise
         except Exception as error:
             culprit = _culprit(error, caller.get_hookimpls())
-            if culprit is None or culprit.startswith(CORE):
+            if culprit is None or is_core(culprit):
                 raise
             raise PluginError.from_exception(culprit, event, error) from error
 
@@ -198,7 +198,7 @@ class Events:
         found: dict[str, list[str]] = {}
         for event in hookspecs.EVENTS:
             for name in implementers(self.manager, event):
-                if not name.startswith(CORE):
+                if not is_core(name):
                     found.setdefault(name, []).append(event.removeprefix(MODULE_PREFIX))
         return found
 
@@ -215,7 +215,7 @@ class Events:
 
 
 def trace(manager: pluggy.PluginManager, write: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Callable[[], None]:
-    """Print every hook call: hook, the plugins it reached, and the time it took. Returns the undo function."""
+    """Print every hook call: hook, the plugins it reached in call order, and the time it took. Returns the undo function."""
     started: list[float] = []
 
     def before(hook: str, impls, kwargs) -> None:
@@ -224,9 +224,14 @@ def trace(manager: pluggy.PluginManager, write: Callable[[str], None] = lambda l
     def after(outcome, hook: str, impls, kwargs) -> None:
         milliseconds = (time.perf_counter() - started.pop()) * 1000
         failed = " (raised)" if outcome.exception is not None else ""
-        write(f"trace: {hook} [{', '.join(impl.plugin_name for impl in impls) or 'no plugin'}] {milliseconds:.3f} ms{failed}")
+        write(f"trace: {hook} [{', '.join(impl.plugin_name for impl in reversed(impls)) or 'no plugin'}] {milliseconds:.3f} ms{failed}")
 
     return manager.add_hookcall_monitoring(before, after)
+
+
+def is_core(name: str) -> bool:
+    """The core's defaults (``core``) and its built-in run-time plugins (``core:record``, ...)."""
+    return name == CORE or name.startswith(f"{CORE}:")
 
 
 def tracing_requested() -> bool:
@@ -234,14 +239,17 @@ def tracing_requested() -> bool:
 
 
 def _culprit(error: BaseException, impls) -> str | None:
-    """The plugin whose hook function is on the exception's traceback, outermost first."""
+    """The plugin whose hook function raised: the innermost of theirs on the traceback.
+
+    Innermost, because an exception raised in one handler is thrown back through every
+    wrapper around it (the core's record writer among them) on its way out.
+    """
     codes = {getattr(getattr(impl.function, "__func__", impl.function), "__code__", None): impl.plugin_name for impl in impls}
-    frame = error.__traceback__
+    culprit, frame = None, error.__traceback__
     while frame is not None:
-        if frame.tb_frame.f_code in codes:
-            return codes[frame.tb_frame.f_code]
+        culprit = codes.get(frame.tb_frame.f_code, culprit)
         frame = frame.tb_next
-    return None
+    return culprit
 
 
 def _not_installed(name: str, reason: str, installed: dict[str, PluginInfo]) -> str:

@@ -17,7 +17,8 @@ def fmt(value: Any) -> str:
 class Terminal:
     """Prints reports as ``stage key=value``, one table row per epoch, and how the run ended.
 
-    Runs last at each event, so the table shows what other plugins add to ``run.row``.
+    Prints after every other handler of an event (a wrapper acting once they return), so the
+    table shows what other plugins add to ``run.row`` and the last line the weights they keep.
     """
 
     def __init__(self, say: Callable[[str], None]):
@@ -27,21 +28,25 @@ class Terminal:
     def mnist_trainer_report(self, stage: str, values: dict) -> None:
         self.say(f"{stage:<12} " + "  ".join(f"{k}={fmt(v)}" for k, v in values.items()))
 
-    @hookimpl(trylast=True)
-    def mnist_trainer_epoch_end(self, run) -> None:
+    @hookimpl(wrapper=True)
+    def mnist_trainer_epoch_end(self, run):
+        yield
         if self.columns is None:
             self.columns = list(run.row)
             self.say("  ".join(f"{c:>{max(len(c), 7)}}" for c in self.columns))
         self.say("  ".join(f"{fmt(run.row.get(c, '')):>{max(len(c), 7)}}" for c in self.columns))
 
-    @hookimpl(trylast=True)
-    def mnist_trainer_run_end(self, run) -> None:
+    @hookimpl(wrapper=True)
+    def mnist_trainer_run_end(self, run):
+        yield
         if run.status == "failed" or not run.history:
             return
         where = f"; record in {run.folder}" if run.folder else ""
-        accuracy = run.history[-1].get("test_accuracy")
+        accuracy = run.saved.get("test_accuracy")
         result = f"test accuracy {accuracy:.4f} " if isinstance(accuracy, float) else ""
-        head = "done" if run.status == "completed" else f"{run.status} ({run.reason})"
+        if run.saved is not run.history[-1]:
+            result += f"(the weights of epoch {run.saved['epoch']}) "
+        head = "done" if run.status == "completed" else run.reason
         self.say(f"{head}: {result}after {run.epoch} epochs in {run.seconds:.2f} s{where}")
 
 

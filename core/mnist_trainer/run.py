@@ -9,8 +9,10 @@
 | `network`, `optimizer`, `scheduler` | the parts being trained, set before `run_start` (`scheduler` None for a constant rate) |
 | `steps_per_epoch` | optimizer steps in one epoch |
 | `epoch`, `step` | the current epoch (0 before the first) and the optimizer steps taken so far |
+| `columns` | the keys every epoch row will hold, known from `run_start` on |
 | `row` | the current epoch's metrics (at `epoch_end`: epoch, lr, train_loss, test_*, seconds); add to it to record more |
 | `history` | every finished epoch's row, oldest first |
+| `weights_epoch` | the epoch whose weights `network` holds at the end: set it when you restore an earlier one |
 | `status`, `reason` | at `run_end`: completed, stopped, interrupted or failed, and why |
 | `stash` | a dict for plugins' own per-run state, keyed by plugin name |
 
@@ -49,10 +51,12 @@ class Run:
     optimizer: "torch.optim.Optimizer | None" = None
     scheduler: Any = None
     steps_per_epoch: int = 0
+    columns: tuple[str, ...] = ()
     epoch: int = 0
     step: int = 0
     row: dict = attrs.Factory(dict)
     history: list[dict] = attrs.Factory(list)
+    weights_epoch: int | None = None
     status: str | None = None
     reason: str | None = None
     stash: dict = attrs.Factory(dict)
@@ -66,6 +70,13 @@ class Run:
     def stop(self, reason: str) -> None:
         """Ask the run to stop after this epoch; it ends with status ``stopped`` and this reason."""
         self.stop_requested = reason
+
+    @property
+    def saved(self) -> dict | None:
+        """The row of the epoch whose weights the network holds: `weights_epoch`'s, else the last epoch's."""
+        if self.weights_epoch is not None:
+            return next(row for row in self.history if row["epoch"] == self.weights_epoch)
+        return self.history[-1] if self.history else None
 
     @property
     def seconds(self) -> float:

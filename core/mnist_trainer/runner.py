@@ -105,6 +105,7 @@ def build(pipeline: Pipeline, run: Run) -> trainer.Loop:
     schedule = pipeline.schedule[1]
     scheduler = schedule.build(optimizer, run.steps_per_epoch, settings.epochs) if schedule else None
     run.network, run.optimizer, run.scheduler = network, optimizer, scheduler
+    run.columns = trainer.columns(pipeline.metric_names, settings.eval_train)
     return trainer.Loop(
         network=network,
         optimizer=optimizer,

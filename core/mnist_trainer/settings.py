@@ -100,16 +100,16 @@ def build_options(name: str, cls: type[T] | None, values: Mapping[str, Any]) -> 
     for key in values:
         if key not in fields:
             raise UserError(f"unknown option {name}.{key}; {name} accepts: {describe_fields(name, fields.values())}")
-    for key, value in values.items():
-        try:
-            cls(**{key: value})
-        except (TypeError, ValueError) as error:
-            help_text = fields[key].metadata.get("help", "see the plugin's README")
-            raise UserError(f"invalid value for -o {name}.{key}={value}: {error} (accepted: {help_text})") from None
     try:
         return cls(**values)
-    except (TypeError, ValueError) as error:
-        raise UserError(f"invalid options for {name}: {error}") from None
+    except (TypeError, ValueError) as combined:
+        for key, value in values.items():  # name the one value at fault, when one alone is
+            try:
+                cls(**{key: value})
+            except (TypeError, ValueError) as error:
+                help_text = fields[key].metadata.get("help", "see the plugin's README")
+                raise UserError(f"invalid value for -o {name}.{key}={value}: {error} (accepted: {help_text})") from None
+        raise UserError(f"invalid options for {name}: {combined}") from None
 
 
 def describe_fields(name: str, fields) -> str:

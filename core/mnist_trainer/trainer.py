@@ -55,6 +55,13 @@ class Callbacks:
     epoch_end: Callable[[dict], bool] = lambda row: False
 
 
+def columns(metric_names: Sequence[str], eval_train: bool) -> tuple[str, ...]:
+    """The keys of every row `fit` returns, in order."""
+    splits = ("test", "train_eval") if eval_train else ("test",)
+    return ("epoch", "lr", "train_loss", *(f"{split}_{name}" for split in splits for name in metric_names),
+            "eval_seconds", "seconds")
+
+
 def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callbacks(), *,
         first_epoch: int = 1, eval_train: bool = False) -> list[dict]:
     """Train and evaluate epoch after epoch until `epochs` or until `epoch_end` asks to stop; returns the rows."""

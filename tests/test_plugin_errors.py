@@ -1,0 +1,101 @@
+"""A plugin's mistake ends the run with one line naming the plugin and the hook, exit 2, and a consistent record."""
+
+import json
+
+import pytest
+
+from mnist_trainer import UserError, testing
+from tests.test_cli import FAST, assert_user_error
+
+HEAD = """
+import torch
+from torch import nn
+from mnist_trainer import Activation, Initializer, Metric, Norm, Optimizer, Regularizer, Schedule, hookimpl
+"""
+
+# name: (hook body, words the one line must hold, whether the run folder exists by then)
+MISTAKES = {
+    "hook returns a function": (
+        "def mnist_trainer_optimizer(settings):\n    return lambda parameters: torch.optim.SGD(parameters, lr=0.1)",
+        ["failed in mnist_trainer_optimizer", "returned a function", "expected mnist_trainer.Optimizer"], False),
+    "build returns a function": (
+        "def mnist_trainer_optimizer(settings):\n    return Optimizer('odd', lambda parameters: print)",
+        ["failed in mnist_trainer_optimizer (build)", "expected a torch.optim.Optimizer"], True),
+    "metric returns a float": (
+        "def mnist_trainer_metrics(settings):\n    return [Metric('half', lambda logits, labels: 0.5)]",
+        ["failed in mnist_trainer_metrics (compute)", "returned a float (0.5), expected a 0-d tensor"], True),
+    "penalty returns a vector": (
+        "def mnist_trainer_regularizer(settings):\n    return Regularizer('vec', penalty=lambda net, logits, labels: logits.sum(1))",
+        ["failed in mnist_trainer_regularizer (penalty)", "a tensor of shape (50,), expected a 0-d tensor"], True),
+    "transform returns images alone": (
+        "def mnist_trainer_regularizer(settings):\n    return Regularizer('half', transform=lambda images, labels, generator: images)",
+        ["failed in mnist_trainer_regularizer (transform)", "expected a pair (images, labels)"], True),
+    "transform changes the image width": (
+        "def mnist_trainer_regularizer(settings):\n    return Regularizer('crop', transform=lambda images, labels, generator: (images[:, :700], labels))",
+        ["failed in mnist_trainer_regularizer (transform)", "returned a tuple (a tensor of shape (50, 700), a tensor of shape (50,))",
+         "images of shape (N, 784) and torch.float32 as given"], True),
+    "schedule without step": (
+        "def mnist_trainer_schedule(settings):\n    return Schedule('none', lambda optimizer, steps, epochs: object())",
+        ["failed in mnist_trainer_schedule (build)", "expected a scheduler with a step() method"], True),
+    "activation calculate_gain does not know": (
+        "def mnist_trainer_activation(settings):\n    return Activation('GELU', nn.GELU, 'gelu')",
+        ["failed in mnist_trainer_activation", "nonlinearity 'gelu'", "Unsupported nonlinearity gelu"], False),
+    "exception in a factory": (
+        "def mnist_trainer_norm(settings):\n    return Norm('broken', lambda width: 1 / 0)",
+        ["failed in mnist_trainer_norm (build)", "ZeroDivisionError: division by zero"], True),
+    "exception in apply": (
+        "def mnist_trainer_init(settings):\n    def apply(network, context):\n        raise RuntimeError('no weights today')\n"
+        "    return Initializer('broken', apply)",
+        ["failed in mnist_trainer_init (apply)", "RuntimeError: no weights today"], True),
+    "exception in compute": (
+        "def mnist_trainer_metrics(settings):\n    return [Metric('f1', lambda logits, labels: logits.no_such_method())]",
+        ["failed in mnist_trainer_metrics (compute)", "AttributeError"], True),
+    "exception in an event handler": (
+        "def mnist_trainer_epoch_end(run):\n    raise ValueError('cannot log epoch ' + str(run.epoch))",
+        ["failed in mnist_trainer_epoch_end", "ValueError: cannot log epoch 1"], True),
+    "exception in a stage hook": (
+        "def mnist_trainer_regularizer(settings):\n    raise KeyError('p')",
+        ["failed in mnist_trainer_regularizer", "KeyError: 'p'"], False),
+    "requires returns a string": (
+        "def mnist_trainer_requires():\n    return 'relu'",
+        ["failed in mnist_trainer_requires", "returned 'relu'; return a tuple of plugin names"], False),
+}
+
+
+@pytest.mark.parametrize("case", list(MISTAKES))
+def test_a_plugin_mistake_is_one_line_naming_plugin_and_hook(run_cli, fake_plugin, tmp_path, case):
+    body, words, folder_made = MISTAKES[case]
+    fake_plugin("faulty", f"{HEAD}\n@hookimpl\n{body}\n")
+    out = tmp_path / "run"
+    assert_user_error(run_cli("--plugin", "faulty", *FAST, "--out", out), ["plugin 'faulty'", *words])
+    if not folder_made:  # refused while composing: before any data, folder or time
+        assert not out.exists()
+        return
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl"]  # no model.pt, no temporaries
+    summary = json.loads((out / "config.json").read_text())["summary"]
+    assert summary["status"] == "failed" and "plugin 'faulty'" in summary["reason"]
+
+
+@pytest.mark.parametrize("how", [["--traceback"], "MNIST_TRAINER_DEBUG"])
+def test_the_plugin_author_can_see_the_traceback(run_cli, fake_plugin, tmp_path, monkeypatch, how):
+    fake_plugin("faulty", f"{HEAD}\n@hookimpl\n{MISTAKES['exception in an event handler'][0]}\n")
+    if how == "MNIST_TRAINER_DEBUG":
+        monkeypatch.setenv(how, "1")
+    result = run_cli("--plugin", "faulty", *FAST, "--out", tmp_path / "run", *(how if isinstance(how, list) else []))
+    assert result.exit_code == 2
+    assert "Traceback (most recent call last)" in result.stderr and "in mnist_trainer_epoch_end" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: plugin 'faulty' failed in mnist_trainer_epoch_end")
+
+
+def test_a_misspelled_hook_fails_in_the_test_kit_as_in_a_run(run_cli, fake_plugin):
+    class Typo:
+        from mnist_trainer import hookimpl
+
+        @hookimpl
+        def mnist_trainer_epoch_ends(self, run):
+            pass
+
+    with pytest.raises(UserError, match="plugin 'typo' is broken: unknown hook 'mnist_trainer_epoch_ends'"):
+        testing.plugin_manager(typo=Typo())
+    fake_plugin("typo", "from mnist_trainer import hookimpl\n@hookimpl\ndef mnist_trainer_epoch_ends(run):\n    pass\n")
+    assert_user_error(run_cli("--plugin", "typo", *FAST), ["plugin 'typo' is broken", "mnist_trainer_epoch_ends"])
