@@ -1,12 +1,15 @@
-"""The recipes in examples/ run as documented (on tiny data here)."""
+"""The recipes in examples/ run as documented (on tiny data here), and the example plugins compose as installed."""
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import BIN, ROOT
+import pytest
+
+from tests.conftest import BIN, ROOT, console
 
 TINY = ["--dataset", "synthetic:300", "--epochs", "1", "--batch-size", "50", "--hidden", "16", "--device", "cpu"]
 
@@ -27,3 +30,45 @@ def test_lab9_prints_every_configuration():
     rows = json.loads(out.stdout)
     assert [row["configuration"] for row in rows][:3] == ["relu + normal-init", "relu + xavier", "relu + he"]
     assert len(rows) == 7 and all(0 <= row["test_accuracy"] <= 1 and row["dataset"] == "synthetic:300" for row in rows)
+
+
+def run_json(*args, out):
+    """``mnist-run ... --json`` as a subprocess: (summary, stdout+stderr lines, metrics.jsonl rows)."""
+    result = console("mnist-run", *args, "--device", "cpu", "--out", out, "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return json.loads(result.stdout), result.stderr.splitlines(), rows
+
+
+def test_the_five_example_plugins_compose_in_one_run(tmp_path):
+    plugins = ["relu", "sgd", "cosine", "shift", "label-smoothing", "early-stop"]
+    summary, lines, rows = run_json(*(arg for name in plugins for arg in ("--plugin", name)), "--dataset", "mnist-sample",
+                                    out=tmp_path / "run")
+    pipeline = {line.split()[0]: line for line in lines[:6]}
+    assert "ReLU [relu]" in pipeline["model"]
+    assert "[label-smoothing]" in pipeline["regularizer"] and "[shift]" in pipeline["regularizer"]
+    assert "[sgd]; cosine" in pipeline["optimizer"] and pipeline["optimizer"].endswith("[cosine]")
+    assert "early-stop (run_start, epoch_end, run_end)" in pipeline["events"]
+    epochs = [row for row in rows if row["stage"] == "epoch"]
+    expected = [0.001 * (1 + math.cos(math.pi * (row["epoch"] - 1) / 15)) / 2 for row in epochs]
+    assert [row["lr"] for row in epochs] == pytest.approx(expected, rel=1e-9)
+    verdict = [row for row in rows if row["stage"] == "early-stop"]
+    assert len(verdict) == 1 and verdict[0]["best_epoch"] == summary["saved"]["epoch"]
+    assert summary["status"] in ("completed", "stopped") and summary["final"]["epoch"] == len(epochs)
+
+
+def test_early_stop_keeps_the_best_epoch_and_mnist_eval_reproduces_it(tmp_path):
+    out = tmp_path / "run"
+    summary, lines, rows = run_json("--plugin", "relu", "--plugin", "early-stop", "-o", "early-stop.patience=2",
+                                    "--lr", "0.02", "--dataset", "mnist-sample", out=out)
+    best = min((row for row in rows if row["stage"] == "epoch"), key=lambda row: row["test_loss"])
+    stopped_at = best["epoch"] + 2
+    assert summary["status"] == "stopped" and summary["epochs"] == stopped_at < 15
+    assert summary["reason"] == f"stopped early at epoch {stopped_at}, best epoch {best['epoch']}"
+    assert summary["saved"] == {key: value for key, value in best.items() if key != "stage"}
+    assert summary["final"]["epoch"] == stopped_at
+    assert json.loads((out / "config.json").read_text())["summary"]["reason"] == summary["reason"]
+    assert f"(the weights of epoch {best['epoch']})" in lines[-1]
+    evaluated = console("mnist-eval", out, "--dataset", "mnist-sample", "--device", "cpu", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["metrics"] == {"loss": best["test_loss"], "accuracy": best["test_accuracy"]}

@@ -1,0 +1,70 @@
+"""Early stopping: end the run once a metric stops improving, and keep the best epoch's weights.
+
+Training past the best epoch only overfits; this watches one column of the epoch row,
+stops the run after `patience` epochs without improvement, and at the end puts the
+best epoch's weights back into the network, so the saved model.pt is that epoch's.
+It is a run-event plugin: it changes no stage of the pipeline.
+"""
+
+import attrs
+from attrs.validators import ge
+
+from mnist_trainer import UserError, choice, hookimpl, option, options_hook
+
+NAME = "early-stop"  # the entry-point name, and this plugin's key in run.stash
+
+
+@attrs.frozen
+class EarlyStopOptions:
+    metric: str = option("test_loss", converter=str, help="a column of the epoch row, e.g. test_loss or test_accuracy")
+    patience: int = option(3, converter=int, validator=ge(1), help="a whole number of epochs, 1 or more")
+    min_delta: float = option(0.0, converter=float, validator=ge(0.0), help="a number, 0 or more")
+    mode: str = option("auto", converter=choice("auto", "min", "max"),
+                       help="auto, min or max (auto: min when the metric's name contains 'loss', else max)")
+
+
+mnist_trainer_options = options_hook(EarlyStopOptions)
+
+
+@attrs.define
+class Best:
+    """One run's best epoch so far: its number, its metric value and a copy of its weights."""
+
+    epoch: int
+    value: float
+    weights: dict
+
+
+def improves(value: float, best: float, options: EarlyStopOptions) -> bool:
+    """Whether `value` beats `best` by more than `min_delta`, in the metric's direction."""
+    minimise = options.mode == "min" or (options.mode == "auto" and "loss" in options.metric)
+    change = best - value if minimise else value - best
+    return change > options.min_delta
+
+
+@hookimpl
+def mnist_trainer_run_start(run):
+    metric = run.settings.options(EarlyStopOptions).metric
+    if metric not in run.columns:
+        raise UserError(f"-o {NAME}.metric={metric} is not a column of the epoch row; choose one of: {', '.join(run.columns)}")
+
+
+@hookimpl
+def mnist_trainer_epoch_end(run):
+    options = run.settings.options(EarlyStopOptions)
+    value, best = run.row[options.metric], run.stash.get(NAME)
+    if best is None or improves(value, best.value, options):
+        weights = {key: tensor.clone() for key, tensor in run.network.state_dict().items()}
+        run.stash[NAME] = Best(run.epoch, value, weights)
+    elif run.epoch - best.epoch >= options.patience:
+        run.stop(f"stopped early at epoch {run.epoch}, best epoch {best.epoch}")
+
+
+@hookimpl
+def mnist_trainer_run_end(run):
+    best = run.stash.get(NAME)
+    if best is None or run.status not in ("completed", "stopped"):
+        return
+    run.network.load_state_dict(best.weights)
+    run.weights_epoch = best.epoch
+    run.report(NAME, best_epoch=best.epoch, **{run.settings.options(EarlyStopOptions).metric: best.value})
