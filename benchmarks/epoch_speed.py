@@ -3,16 +3,19 @@
     python benchmarks/epoch_speed.py                  # 60,000 images, prints the table and checks the targets
     python benchmarks/epoch_speed.py --record         # ... and appends the output to benchmarks/RESULTS.md
     python benchmarks/epoch_speed.py --scaling        # also synthetic 60,000 vs 240,000 through mnist-trainer
-    python benchmarks/epoch_speed.py --tiny           # a seconds-long smoke run (the test suite's)
+    python benchmarks/epoch_speed.py --cnn            # also Lab 11's CNN, by hand and as --plugin cnn --plugin relu
+    python benchmarks/epoch_speed.py --tiny           # a seconds-long smoke run of everything (the test suite's)
 
 Each variant runs in its own process, on the same data, model (784-256-256-10 ReLU,
-Xavier uniform) and settings (batch 100, Adam, lr 0.001, test-split evaluation every
-epoch), and reports the median epoch after a warm-up epoch and its peak resident memory.
+Xavier uniform; or the CNN) and settings (batch 100, Adam, lr 0.001, test-split
+evaluation every epoch), and reports the median epoch after a warm-up epoch and its
+peak resident memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import json
 import os
@@ -45,6 +48,15 @@ def mlp() -> torch.nn.Sequential:
     return torch.nn.Sequential(*layers[:-1])
 
 
+def lab11_cnn() -> torch.nn.Sequential:
+    """The course lab's CNN, as `--plugin cnn --plugin relu` builds it: two conv blocks, then a Linear."""
+    nn = torch.nn
+    return nn.Sequential(nn.Unflatten(1, (1, 28, 28)),
+                         nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(64 * 7 * 7, 10))
+
+
 def course_loop(dataset: str, epochs: int) -> list[tuple[float, float]]:
     """The lab's pattern: a torchvision dataset, ToTensor per sample, DataLoader, Adam(lr=0.001)."""
     from torchvision import datasets, transforms
@@ -75,11 +87,11 @@ def course_loop(dataset: str, epochs: int) -> list[tuple[float, float]]:
     return timings
 
 
-def plain_loop(dataset: str, epochs: int) -> list[tuple[float, float]]:
+def plain_loop(dataset: str, epochs: int, model=mlp) -> list[tuple[float, float]]:
     """By hand over preloaded float tensors, shuffled with randperm; Adam with its defaults."""
     data = load(dataset)
     X, Y, X_test, Y_test = data.train.images, data.train.labels, data.test.images, data.test.labels
-    model = mlp()
+    model = model()
     optimizer = torch.optim.Adam(model.parameters())
     batches = len(Y) // BATCH
     timings = []
@@ -98,16 +110,17 @@ def plain_loop(dataset: str, epochs: int) -> list[tuple[float, float]]:
         trained = time.perf_counter()
         model.eval()
         with torch.no_grad():
-            (model(X_test).argmax(1) == Y_test).float().mean().item()  # the accuracy the lab prints
+            logits = torch.cat([model(X_test[i : i + 1000]) for i in range(0, len(Y_test), 1000)])
+            (logits.argmax(1) == Y_test).float().mean().item()  # the accuracy the lab prints
         timings.append((time.perf_counter() - started, time.perf_counter() - trained))
     return timings
 
 
-def mnist_trainer_run(dataset: str, epochs: int) -> list[tuple[float, float]]:
-    """The same run through the project's public API: --plugin relu --plugin xavier."""
+def mnist_trainer_run(dataset: str, epochs: int, plugins=("relu", "xavier")) -> list[tuple[float, float]]:
+    """The same run through the project's public API: --plugin relu --plugin xavier (or cnn's plugins)."""
     from mnist_trainer.runner import Output, select, train
 
-    settings, pipeline = select(["relu", "xavier"], [], dataset=dataset, epochs=epochs, device="cpu")
+    settings, pipeline = select(list(plugins), [], dataset=dataset, epochs=epochs, device="cpu")
     with tempfile.TemporaryDirectory() as folder:
         quiet = Output(say=lambda line: None, warn=lambda line: None)
         train(settings, pipeline, Path(folder, "run"), quiet)
@@ -115,7 +128,10 @@ def mnist_trainer_run(dataset: str, epochs: int) -> list[tuple[float, float]]:
     return [(row["seconds"], row["eval_seconds"]) for row in collected if row["stage"] == "epoch"]
 
 
-VARIANTS = {"course loop": course_loop, "plain loop": plain_loop, "mnist-trainer": mnist_trainer_run}
+MLP_VARIANTS = {"course loop": course_loop, "plain loop": plain_loop, "mnist-trainer": mnist_trainer_run}
+CNN_VARIANTS = {"plain cnn loop": functools.partial(plain_loop, model=lab11_cnn),
+                "mnist-trainer cnn": functools.partial(mnist_trainer_run, plugins=("cnn", "relu"))}
+VARIANTS = {**MLP_VARIANTS, **CNN_VARIANTS}
 
 
 # ----- data ----------------------------------------------------------------------------------
@@ -231,8 +247,10 @@ def main() -> None:
     parser.add_argument("--dataset", help="default: fashion-mnist when installed, else synthetic:60000")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is a warm-up")
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each variant")
-    parser.add_argument("--tiny", action="store_true", help="synthetic:1200, 2 epochs, no targets")
+    parser.add_argument("--tiny", action="store_true", help="synthetic:1200, 2 epochs, every part, no targets")
     parser.add_argument("--scaling", action="store_true", help="also time mnist-trainer on synthetic 60,000 and 240,000")
+    parser.add_argument("--cnn", action="store_true", help="also time Lab 11's CNN by hand and through mnist-trainer")
+    parser.add_argument("--cnn-dataset", help="the CNN's data (default: --dataset); its epochs are ~20x the MLP's on a CPU")
     parser.add_argument("--record", action="store_true", help=f"append the output to {RESULTS}")
     args = parser.parse_args()
     if args.variant:
@@ -241,6 +259,8 @@ def main() -> None:
         args.dataset, args.epochs, args.rounds = "synthetic:1200", 2, 1
     dataset = args.dataset or ("fashion-mnist" if (FASHION / "train-images-idx3-ubyte.gz").exists() else "synthetic:60000")
     lines = report(dataset, args.epochs, args.rounds, checks=not args.tiny)
+    if args.cnn or args.tiny:
+        lines += cnn_report(args.cnn_dataset or dataset, args.epochs, args.rounds, checks=not args.tiny)
     if args.scaling:
         lines += scaling(args.epochs, args.rounds)
     text = "\n".join(lines)
@@ -255,8 +275,8 @@ def report(dataset: str, epochs: int, rounds: int, checks: bool) -> list[str]:
     data = load(dataset)
     train_size, test_size = len(data.train), len(data.test)
     del data
-    measured = run_rounds([(name, dataset) for name in VARIANTS], epochs, rounds)
-    results = {name: measured[name, dataset] for name in VARIANTS}
+    measured = run_rounds([(name, dataset) for name in MLP_VARIANTS], epochs, rounds)
+    results = {name: measured[name, dataset] for name in MLP_VARIANTS}
     flops = epoch_flops(train_size, test_size)
     floor = flops / matmul_rate()
     plain, course = results["plain loop"]["epoch_seconds"], results["course loop"]["epoch_seconds"]
@@ -267,9 +287,8 @@ def report(dataset: str, epochs: int, rounds: int, checks: bool) -> list[str]:
     ]
     for name, result in results.items():
         seconds = result["epoch_seconds"]
-        per_round = " ".join(f"{statistics.median(r['epochs']):.2f}" for r in result["rounds"])
         lines.append(f"{name:<14} {seconds:>8.3f} {seconds / plain:>8.2f}x {seconds / course:>8.2f}x "
-                     f"{result['eval_seconds'] / seconds:>9.1%} {result['peak_rss_mib']:>6.0f} MiB  {per_round}")
+                     f"{result['eval_seconds'] / seconds:>9.1%} {result['peak_rss_mib']:>6.0f} MiB  {per_round(result)}")
     lines.append(f"matmul floor: {floor:.3f} s/epoch ({flops / 1e9:.1f} GFLOP at "
                  f"{flops / floor / 1e9:.0f} GFLOP/s measured at these shapes)")
     if checks:
@@ -281,6 +300,29 @@ def report(dataset: str, epochs: int, rounds: int, checks: bool) -> list[str]:
             target("peak resident memory under 1.2 GiB", ours["peak_rss_mib"] < 1.2 * 1024),
         ]
     return lines
+
+
+def cnn_report(dataset: str, epochs: int, rounds: int, checks: bool) -> list[str]:
+    """Lab 11's CNN by hand (preloaded tensors, randperm, default Adam) against --plugin cnn --plugin relu."""
+    measured = run_rounds([(name, dataset) for name in CNN_VARIANTS], epochs, rounds)
+    results = {name: measured[name, dataset] for name in CNN_VARIANTS}
+    plain = results["plain cnn loop"]["epoch_seconds"]
+    lines = [
+        f"cnn: {dataset}, Lab 11's network (conv 32, conv 64, Linear); {rounds} alternating rounds of {epochs} epochs",
+        f"{'variant':<18} {'s/epoch':>8} {'vs plain':>9} {'eval share':>10} {'peak RSS':>10}  rounds (s/epoch)",
+    ]
+    for name, result in results.items():
+        seconds = result["epoch_seconds"]
+        lines.append(f"{name:<18} {seconds:>8.3f} {seconds / plain:>8.2f}x {result['eval_seconds'] / seconds:>9.1%} "
+                     f"{result['peak_rss_mib']:>6.0f} MiB  {per_round(result)}")
+    if checks:
+        ratio = results["mnist-trainer cnn"]["epoch_seconds"] / plain
+        lines.append(target("mnist-trainer cnn at most 0.9x the plain cnn loop", ratio <= 0.9))
+    return lines
+
+
+def per_round(result: dict) -> str:
+    return " ".join(f"{statistics.median(r['epochs']):.2f}" for r in result["rounds"])
 
 
 def scaling(epochs: int, rounds: int) -> list[str]:

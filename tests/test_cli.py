@@ -171,3 +171,21 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
     assert "epoch 1" in terminal.getvalue() and "epoch 2" in terminal.getvalue() and "100%" in terminal.getvalue()
     monkeypatch.setattr("sys.stderr", io.StringIO())
     assert not cli._output(as_json=False).progress
+
+
+def test_a_cnn_run_is_rebuilt_by_mnist_eval_exactly(run_cli, tmp_path):
+    fast = [arg for arg in FAST if arg not in ("--hidden", "32,32")]
+    out = tmp_path / "cnn"
+    result = run_cli("--plugin", "cnn", "--plugin", "batchnorm", "-o", "cnn.channels=4,8", *fast, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "CNN, 2 blocks: Conv2d 3x3 (4, 8 channels) -> BatchNorm(momentum=0.1, eps=1e-05) [batchnorm]" in result.stdout
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["hidden"] is None and config["settings"]["options"]["cnn"] == {"channels": [4, 8]}
+    evaluated = run_cli(out, "--dataset", "synthetic:600", "--json", command=cli.evaluate)
+    assert evaluated.exit_code == 0, evaluated.output
+    final = config["summary"]["final"]
+    assert json.loads(evaluated.stdout)["metrics"] == {"loss": final["test_loss"], "accuracy": final["test_accuracy"]}
+
+
+def test_hidden_with_a_model_plugin_is_one_line(run_cli):
+    assert_user_error(run_cli("--plugin", "cnn", "--hidden", "64"), ["--hidden sets the widths of the core's MLP", "plugin 'cnn'"])

@@ -146,9 +146,9 @@ def test_step_event_costs_nothing_without_a_listener():
     manager = testing.plugin_manager()
     pipeline = compose(manager, SETTINGS)
     run = Run(SETTINGS, testing.tiny_data(), "cpu", None, pipeline.events)
-    assert _callbacks(run, pipeline.events).step_end is None
+    assert _callbacks(run, pipeline.events, {}).step_end is None
     with pipeline.events.attached({"recorder": Recorder()}):
-        assert _callbacks(run, pipeline.events).step_end is not None
+        assert _callbacks(run, pipeline.events, {}).step_end is not None
 
 
 def test_tracing_prints_every_hook_call_with_plugins_and_time(run_cli, fake_plugin, tmp_path, monkeypatch):
@@ -172,18 +172,26 @@ INTERRUPTS = """
 from mnist_trainer import hookimpl
 
 @hookimpl
-def mnist_trainer_epoch_end(run):
-    if run.epoch == 1:
+def mnist_trainer_step_end(run, loss):
+    if run.epoch == 2 and run.step == run.steps_per_epoch + 3:
         raise KeyboardInterrupt
 """
 
 
-def test_ctrl_c_records_the_run_as_interrupted_and_exits_130(run_cli, fake_plugin, tmp_path):
+def test_ctrl_c_keeps_the_last_finished_epoch_and_exits_130(run_cli, fake_plugin, tmp_path):
+    from mnist_trainer import cli
+
     fake_plugin("ctrlc", INTERRUPTS)
-    result = run_cli("--plugin", "ctrlc", *FAST, "--out", tmp_path / "run")
-    assert result.exit_code == 130 and result.stderr.strip().splitlines()[-1] == "interrupted (Ctrl-C)"
-    summary = json.loads((tmp_path / "run" / "config.json").read_text())["summary"]
-    assert (summary["status"], summary["reason"]) == ("interrupted", "interrupted during epoch 1")
+    out = tmp_path / "run"
+    result = run_cli("--plugin", "ctrlc", *FAST, "--epochs", "5", "--json", "--out", out)
+    assert result.exit_code == 130
+    assert result.stderr.strip().splitlines()[-1] == f"interrupted (Ctrl-C); the record in {out} keeps the weights of epoch 1"
+    summary = json.loads(result.stdout)  # --json still prints the summary
+    assert json.loads((out / "config.json").read_text())["summary"] == summary
+    assert (summary["status"], summary["reason"], summary["epochs"]) == ("interrupted", "interrupted during epoch 2", 1)
+    evaluated = run_cli(out, "--dataset", "synthetic:600", "--json", command=cli.evaluate)
+    saved = summary["saved"]
+    assert json.loads(evaluated.stdout)["metrics"] == {"loss": saved["test_loss"], "accuracy": saved["test_accuracy"]}
 
 
 def test_the_boolean_option_helper():

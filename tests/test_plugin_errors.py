@@ -36,7 +36,23 @@ MISTAKES = {
          "images of shape (N, 784) and torch.float32 as given"], True),
     "schedule without step": (
         "def mnist_trainer_schedule(settings):\n    return Schedule('none', lambda optimizer, steps, epochs: object())",
-        ["failed in mnist_trainer_schedule (build)", "expected a scheduler with a step() method"], True),
+        ["failed in mnist_trainer_schedule (build)", "expected a scheduler whose step() takes no arguments"], True),
+    "a schedule stepped with a metric": (
+        "def mnist_trainer_schedule(settings):\n    return Schedule('plateau', lambda optimizer, steps, epochs: "
+        "torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer))",
+        ["failed in mnist_trainer_schedule (build)", "ReduceLROnPlateau's needs a metric"], True),
+    "an optimizer stepped with a closure": (
+        "def mnist_trainer_optimizer(settings):\n    return Optimizer('lbfgs', lambda parameters: torch.optim.LBFGS(parameters, lr=settings.lr))",
+        ["failed in mnist_trainer_optimizer (build)", "returned a torch.optim.lbfgs.LBFGS", "needs no closure"], True),
+    "an optimizer ignoring --lr": (
+        "def mnist_trainer_optimizer(settings):\n    return Optimizer('sgd', lambda parameters: torch.optim.SGD(parameters, lr=0.1))",
+        ["failed in mnist_trainer_optimizer (build)", "learning rate 0.1, not --lr 0.001; build it with settings.lr"], True),
+    "a row value that cannot be recorded": (
+        "def mnist_trainer_epoch_end(run):\n    run.row['norm'] = run.network[0].linear.weight.norm()",
+        ["failed in mnist_trainer_epoch_end", "run.row['norm'] holds a tensor of shape ()", "a tensor's .item()"], True),
+    "weights_epoch naming no finished epoch": (
+        "def mnist_trainer_run_end(run):\n    run.weights_epoch = 99",
+        ["failed in mnist_trainer_run_end", "run.weights_epoch = 99 names no finished epoch (finished: [1, 2])"], True),
     "activation calculate_gain does not know": (
         "def mnist_trainer_activation(settings):\n    return Activation('GELU', nn.GELU, 'gelu')",
         ["failed in mnist_trainer_activation", "nonlinearity 'gelu'", "Unsupported nonlinearity gelu"], False),
@@ -99,3 +115,33 @@ def test_a_misspelled_hook_fails_in_the_test_kit_as_in_a_run(run_cli, fake_plugi
         testing.plugin_manager(typo=Typo())
     fake_plugin("typo", "from mnist_trainer import hookimpl\n@hookimpl\ndef mnist_trainer_epoch_ends(run):\n    pass\n")
     assert_user_error(run_cli("--plugin", "typo", *FAST), ["plugin 'typo' is broken", "mnist_trainer_epoch_ends"])
+
+
+RUN_END_FAILS = """
+from mnist_trainer import hookimpl
+
+@hookimpl
+def mnist_trainer_run_end(run):
+    run.network.state_dict()  # None when the run failed before its network was built
+"""
+
+
+def test_a_run_end_handler_failing_still_leaves_a_finished_record(run_cli, fake_plugin, tmp_path):
+    fake_plugin("ender", RUN_END_FAILS.replace("run.network.state_dict()", "raise RuntimeError('cannot upload')"))
+    out = tmp_path / "run"
+    assert_user_error(run_cli("--plugin", "ender", *FAST, "--out", out),
+                      ["plugin 'ender' failed in mnist_trainer_run_end: RuntimeError: cannot upload"])
+    summary = json.loads((out / "config.json").read_text())["summary"]
+    assert summary["status"] == "failed" and summary["epochs"] == 2
+    assert summary["reason"] == "plugin 'ender' failed in mnist_trainer_run_end: RuntimeError: cannot upload"
+    assert not (out / "model.pt").exists()
+
+
+def test_the_first_failure_is_reported_when_a_run_end_handler_fails_after_it(run_cli, fake_plugin, tmp_path):
+    fake_plugin("ender", RUN_END_FAILS)
+    fake_plugin("faulty", f"{HEAD}\n@hookimpl\n{MISTAKES['exception in apply'][0]}\n")
+    out = tmp_path / "run"
+    assert_user_error(run_cli("--plugin", "ender", "--plugin", "faulty", *FAST, "--out", out),
+                      ["plugin 'faulty' failed in mnist_trainer_init (apply): RuntimeError: no weights today"])
+    summary = json.loads((out / "config.json").read_text())["summary"]
+    assert summary["status"] == "failed" and summary["reason"].startswith("plugin 'faulty' failed in mnist_trainer_init")

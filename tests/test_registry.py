@@ -105,3 +105,17 @@ def test_broken_hook_signature_is_reported(fake_plugin):
     fake_plugin("typo", "from mnist_trainer import hookimpl\n@hookimpl\ndef mnist_trainer_activaton(settings):\n    return None\n")
     with pytest.raises(UserError, match="typo"):
         registry.load(registry.make_manager(), ["typo"])
+
+
+def test_a_name_registered_twice_is_refused_naming_both_distributions(fake_plugin, run_cli):
+    fake_plugin("relu", "raise RuntimeError('must not be imported')")
+    with pytest.raises(UserError, match=r"plugin 'relu' is registered by both (mnist-trainer-relu 0.1.0 and fake_relu\w+ 0.0.1|"
+                                        r"fake_relu\w+ 0.0.1 and mnist-trainer-relu 0.1.0); uninstall all but one of them"):
+        registry.load(registry.make_manager(), ["relu"])
+    listing = run_cli("--list-plugins")
+    assert listing.exit_code == 0 and "warning: 'relu' is registered by" in listing.stderr
+
+
+def test_core_is_not_a_plugin_to_select():
+    with pytest.raises(UserError, match="'core' is the core's own defaults, not a plugin to select; drop --plugin core"):
+        registry.load(registry.make_manager(), ["core"])

@@ -1,4 +1,4 @@
-"""mnist-trainer: train an MLP on MNIST-format data, one stage at a time from plugins.
+"""mnist-trainer: train a network on MNIST-format data, one stage at a time from plugins.
 
 The public API for plugin authors: `hookimpl`; the stage answers in `stages`; `option`,
 `choice`, `boolean` and `options_hook` for options; `Settings`; `UserError`. Run events
@@ -9,9 +9,9 @@ for init plugins; `mnist_trainer.testing` tests a plugin alone.
 from .errors import PluginError, UserError
 from .hookspecs import hookimpl
 from .settings import Settings, boolean, choice, option, options_hook
-from .stages import Activation, Initializer, InitContext, Metric, Norm, Optimizer, Regularizer, Schedule
+from .stages import Activation, Initializer, InitContext, Metric, Model, Norm, Optimizer, Regularizer, Schedule, Slots
 
 __all__ = [
-    "Activation", "InitContext", "Initializer", "Metric", "Norm", "Optimizer", "PluginError", "Regularizer",
-    "Schedule", "Settings", "UserError", "boolean", "choice", "hookimpl", "option", "options_hook",
+    "Activation", "InitContext", "Initializer", "Metric", "Model", "Norm", "Optimizer", "PluginError", "Regularizer",
+    "Schedule", "Settings", "Slots", "UserError", "boolean", "choice", "hookimpl", "option", "options_hook",
 ]

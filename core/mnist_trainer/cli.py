@@ -52,11 +52,14 @@ def _list_plugins(ctx: click.Context, _param, value: bool) -> None:
         click.echo("no plugins installed; pip install mnist-trainer-relu, for example")
     for p in plugins.values():
         click.echo(f"{p.name:<16} {p.distribution + ' ' + p.version:<32} {p.summary}")
+    for name, infos in registry.clashes().items():
+        also = ", ".join(f"{info.distribution} {info.version}" for info in infos)
+        click.echo(f"warning: {name!r} is registered by {also}; --plugin {name} is refused until one is left", err=True)
     ctx.exit()
 
 
-def _hidden(_ctx, _param, value: str) -> tuple[int, ...]:
-    return parse_hidden(value)
+def _hidden(_ctx, _param, value: str | None) -> tuple[int, ...] | None:
+    return parse_hidden(value) if value is not None else None
 
 
 def _output(as_json: bool):
@@ -74,10 +77,16 @@ def _output(as_json: bool):
 def _plugin_errors(show_traceback: bool) -> Iterator[None]:
     """A plugin's mistake stays one line; with --traceback (or MNIST_TRAINER_DEBUG=1) its traceback comes first.
 
-    Ctrl-C ends with one line and status 130; the run record already says ``interrupted``.
+    Ctrl-C ends with one line and status 130; the run record already says ``interrupted``. pluggy's
+    warning about a hook wrapper raising while tearing down is not shown: the error it precedes is.
     """
+    import warnings
+
+    from pluggy import PluggyTeardownRaisedWarning
+
     from .errors import PluginError
 
+    warnings.filterwarnings("ignore", category=PluggyTeardownRaisedWarning)
     try:
         yield
     except PluginError as error:
@@ -85,7 +94,7 @@ def _plugin_errors(show_traceback: bool) -> Iterator[None]:
             cause = error.__cause__ or error
             traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a second Ctrl-C, while the run was already ending
         click.echo("interrupted (Ctrl-C)", err=True)
         sys.exit(130)
 
@@ -100,7 +109,8 @@ def _plugin_errors(show_traceback: bool) -> Iterator[None]:
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.001, show_default=True,
               help="Learning rate of whichever optimizer is selected (the core's Adam by default).")
-@click.option("--hidden", default="256,256", show_default=True, callback=_hidden, help="Hidden layer widths.")
+@click.option("--hidden", default=None, callback=_hidden, metavar="W,W,...",
+              help="Hidden layer widths of the core's MLP [default: 256,256]; a model plugin has its own options.")
 @click.option("--seed", type=int, default=777, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--dataset", default="auto", show_default=True, help=DATASET_HELP)
@@ -119,7 +129,7 @@ def _plugin_errors(show_traceback: bool) -> Iterator[None]:
               help="List installed plugins and exit.")
 @click.version_option(package_name="mnist-trainer")
 def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, **fields):
-    """Train a multilayer perceptron on MNIST-format data, composed from plugins."""
+    """Train a network on MNIST-format data, composed from plugins (an MLP unless a model plugin is selected)."""
     from . import runner
 
     with _plugin_errors(show_traceback):
@@ -127,6 +137,10 @@ def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, **fi
         summary = runner.train(settings, pipeline, out, _output(as_json))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
+    if summary["status"] == "interrupted":
+        click.echo(f"interrupted (Ctrl-C); the record in {summary['out']} keeps the weights of epoch "
+                   f"{summary['saved']['epoch'] if summary['saved'] else 'none (no epoch finished)'}", err=True)
+        sys.exit(130)
 
 
 @click.command(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})

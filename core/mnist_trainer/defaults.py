@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from .hookspecs import hookimpl
-from .stages import Activation, Initializer, Metric, Optimizer
+from .stages import Activation, Initializer, Metric, Model, Optimizer
+
+MLP_SUMMARY = "{widths} MLP (each hidden block: Linear -> {{norm}} -> {{activation}} -> {{dropout}})"
+
+
+@hookimpl
+def mnist_trainer_model(settings):
+    from .model import CLASSES, DEFAULT_HIDDEN, INPUTS, MLP
+
+    hidden = settings.hidden or DEFAULT_HIDDEN
+    widths = "-".join(str(width) for width in (INPUTS, *hidden, CLASSES))
+    return Model(MLP_SUMMARY.format(widths=widths), lambda slots: MLP(hidden, slots),
+                 uses=("activation", "norm", "dropout", "hidden"), kind="mlp")
 
 
 @hookimpl

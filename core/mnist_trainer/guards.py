@@ -9,6 +9,7 @@ somewhere inside the training loop.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Callable
 
 import attrs
@@ -61,6 +62,15 @@ def _optimizer(value: Any) -> bool:
     return isinstance(value, Optimizer)
 
 
+def _steps_alone(value: Any) -> bool:
+    """Whether ``value.step()`` can be called with no arguments, as the training loop calls it."""
+    try:
+        inspect.signature(value.step).bind()
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return True
+
+
 def _scalar(value: Any) -> bool:
     import torch
 
@@ -69,13 +79,17 @@ def _scalar(value: Any) -> bool:
 
 CHECKS: dict[tuple[type, str], Check | None] = {
     (stages.Activation, "build"): _is("a torch.nn.Module", _module),
+    (stages.Model, "build"): _is("a torch.nn.Module", _module),
     (stages.Norm, "build"): _is("a torch.nn.Module", _module),
+    (stages.Norm, "build2d"): _is("a torch.nn.Module", _module),
     (stages.Regularizer, "dropout"): _is("a torch.nn.Module", _module),
     (stages.Regularizer, "penalty"): _is("a 0-d tensor", _scalar),
     (stages.Regularizer, "transform"): _batch,
     (stages.Initializer, "apply"): None,
-    (stages.Optimizer, "build"): _is("a torch.optim.Optimizer", _optimizer),
-    (stages.Schedule, "build"): _is("a scheduler with a step() method", lambda value: callable(getattr(value, "step", None))),
+    (stages.Optimizer, "build"): _is("a torch.optim.Optimizer whose step() needs no closure (LBFGS's does)",
+                                     lambda value: _optimizer(value) and _steps_alone(value)),
+    (stages.Schedule, "build"): _is("a scheduler whose step() takes no arguments (ReduceLROnPlateau's needs a metric)",
+                                    _steps_alone),
     (stages.Metric, "compute"): _is("a 0-d tensor", _scalar),
 }
 

@@ -89,6 +89,11 @@ def mnist_trainer_requires():
 # ----- stage hooks -------------------------------------------------------------------------
 
 
+@stage("model", stages.Model, exclusive=True, default="the MLP 784-hidden-10 (--hidden, 256,256 unless given)")
+def mnist_trainer_model(settings, options):
+    """Model stage: return a `Model` whose `build(slots)` makes the whole network from the slot answers."""
+
+
 @stage("activation", stages.Activation, exclusive=True, default="sigmoid")
 def mnist_trainer_activation(settings, options):
     """Model stage, activation slot: return an `Activation` for every hidden block."""
@@ -156,8 +161,9 @@ def mnist_trainer_step_end(run, loss):
 def mnist_trainer_epoch_end(run):
     """Epoch ``run.epoch`` is trained and evaluated; ``run.row`` holds its metrics.
 
-    Values added to ``run.row`` here are recorded and shown in the table; ``run.stop(reason)``
-    ends the run after this epoch. The core's record writer and table run last (``trylast``).
+    Values added to ``run.row`` here (plain numbers or text) are recorded and shown in the table;
+    ``run.stop(reason)`` ends the run after this epoch. The core's record writer and table act
+    after every other handler has returned.
     """
 
 
@@ -166,7 +172,8 @@ def mnist_trainer_run_end(run):
     """The run is over: ``run.status`` says how (completed, stopped, interrupted, failed), ``run.reason`` why.
 
     Called whatever the ending, before the record is finished, so a plugin may still change the
-    weights that are saved (early stopping restores its best epoch here).
+    weights that are saved (early stopping restores its best epoch here). After a failure,
+    ``run.network`` may be None and ``run.history`` empty.
     """
 
 

@@ -14,9 +14,8 @@ import attrs
 from . import guards, registry
 from .errors import PluginError, UserError
 from .hookspecs import STAGES, Stage
-from .model import CLASSES, INPUTS, BlockSpec
 from .settings import Settings
-from .stages import Activation, Initializer, Metric, Norm, Optimizer, Regularizer, Schedule
+from .stages import Activation, Initializer, Metric, Model, Norm, Optimizer, Regularizer, Schedule, Slots
 
 Answer = tuple[str, Any]
 
@@ -25,6 +24,7 @@ Answer = tuple[str, Any]
 class Pipeline:
     """The composed run: for each stage, which plugin answered and with what; and the run events' dispatcher."""
 
+    model: tuple[str, Model]
     activation: tuple[str, Activation]
     norm: tuple[str, Norm | None]
     init: tuple[str, Initializer]
@@ -36,8 +36,8 @@ class Pipeline:
     reasons: Mapping[str, str] = attrs.field(factory=dict)
 
     @property
-    def block(self) -> BlockSpec:
-        return BlockSpec(self.activation[1], self.norm[1], tuple(r for _, r in self.regularizers))
+    def slots(self) -> Slots:
+        return Slots(self.activation[1], self.norm[1], tuple(r.dropout for _, r in self.regularizers if r.dropout))
 
     @property
     def penalties(self) -> list:
@@ -51,9 +51,8 @@ class Pipeline:
     def metric_names(self) -> list[str]:
         return [metric.name for _, metric in self.metrics]
 
-    def describe(self, hidden: tuple[int, ...]) -> list[tuple[str, str]]:
+    def describe(self) -> list[tuple[str, str]]:
         """One ``(stage, text)`` per stage; ``[...]`` names the plugin or core default behind each part."""
-        widths = "-".join(str(w) for w in (INPUTS, *hidden, CLASSES))
         norm = self._by(*self.norm) if self.norm[1] else "(no norm)"
         dropout = " -> ".join(self._by(n, r) for n, r in self.regularizers if r.dropout) or "(no dropout)"
         schedule = self._by(*self.schedule) if self.schedule[1] else "constant learning rate [core default]"
@@ -62,7 +61,7 @@ class Pipeline:
             evaluation.setdefault(plugin, []).append(metric.name)
         listeners = self.events.listeners()
         return [
-            ("model", f"{widths}, each hidden block: Linear -> {norm} -> {self._by(*self.activation)} -> {dropout}"),
+            ("model", _fill(self._by(*self.model), activation=self._by(*self.activation), norm=norm, dropout=dropout)),
             ("init", self._by(*self.init)),
             ("regularizer", "; ".join(self._by(*choice) for choice in self.regularizers) or "none"),
             ("optimizer", f"{self._by(*self.optimizer)}; {schedule}"),
@@ -80,6 +79,13 @@ class Pipeline:
         return plugin if reason == "selected" else f"{plugin} ({reason})"
 
 
+def _fill(summary: str, **slots: str) -> str:
+    """A model's summary with its ``{activation}``, ``{norm}`` and ``{dropout}`` placeholders filled."""
+    for slot, text in slots.items():
+        summary = summary.replace(f"{{{slot}}}", text)
+    return summary
+
+
 def compose(manager, settings: Settings, reasons: Mapping[str, str] | None = None) -> Pipeline:
     """Ask every stage hook; exclusive slots take one selected plugin, the others take all."""
     classes = registry.option_classes(manager)
@@ -92,7 +98,8 @@ def compose(manager, settings: Settings, reasons: Mapping[str, str] | None = Non
             raise UserError(f"plugins {seen[metric.name]!r} and {name!r} both define the metric {metric.name!r}; select only one of them")
         seen[metric.name] = name
     _check_gain(*chosen["mnist_trainer_activation"])
-    return Pipeline(
+    pipeline = Pipeline(
+        model=chosen["mnist_trainer_model"],
         activation=chosen["mnist_trainer_activation"],
         norm=chosen["mnist_trainer_norm"],
         init=chosen["mnist_trainer_init"],
@@ -103,6 +110,8 @@ def compose(manager, settings: Settings, reasons: Mapping[str, str] | None = Non
         events=registry.Events(manager),
         reasons=dict(reasons or {}),
     )
+    _check_model(pipeline, settings)
+    return pipeline
 
 
 def _answers(manager, stage: Stage, settings: Settings, classes: dict[str, type]) -> list[Answer]:
@@ -133,6 +142,28 @@ def _exclusive(answers: list[Answer], stage: Stage) -> Answer:
     if selected:
         return selected[0]
     return next(((name, answer) for name, answer in answers if name == registry.CORE), (registry.CORE, None))
+
+
+def _check_model(pipeline: Pipeline, settings: Settings) -> None:
+    """Every selected plugin must fill a slot the model has, in a form it can use."""
+    owner, model = pipeline.model
+    where = f"the model of plugin {owner!r}" if owner != registry.CORE else "the core's MLP"
+    fillers = [("activation", pipeline.activation[0])] if pipeline.activation[0] != registry.CORE else []
+    fillers += [("norm", pipeline.norm[0])] if pipeline.norm[1] else []
+    fillers += [("dropout", name) for name, answer in pipeline.regularizers if answer.dropout]
+    for slot, plugin in fillers:
+        if slot not in model.uses and not (slot == "norm" and "norm2d" in model.uses):
+            raise UserError(f"plugin {plugin!r} fills the {slot} slot, which {where} does not have; select one of them, not both")
+    if "norm2d" in model.uses and pipeline.norm[1] and pipeline.norm[1].build2d is None:
+        raise UserError(f"plugin {pipeline.norm[0]!r} has no 2-d norm (Norm.build2d) for the convolutions of {where}; "
+                        "select another norm plugin, or none")
+    if settings.hidden is not None and "hidden" not in model.uses:
+        raise UserError(f"--hidden sets the widths of the core's MLP, and plugin {owner!r} builds its own network; "
+                        f"drop --hidden and use {owner}'s options instead")
+    init_plugin, init = pipeline.init
+    if init.model is not None and init.model != model.kind:
+        raise UserError(f"plugin {init_plugin!r} initialises only the {init.model} model, but {where} is a {model.kind}; "
+                        "select one of them, not both")
 
 
 def _check_gain(plugin: str, activation: Activation) -> None:

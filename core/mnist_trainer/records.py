@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import UserError
+from .errors import PluginError, UserError
+from .guards import describe
 from .hookspecs import hookimpl
 
 CONFIG, METRICS, CHECKPOINT = "config.json", "metrics.jsonl", "model.pt"
@@ -87,7 +88,7 @@ def summary(run, config: dict) -> dict:
         "dataset": config["dataset"],
         "device": str(run.device),
         "plugins": config["plugins"],
-        "epochs": run.epoch,
+        "epochs": len(run.history),
         "final": run.history[-1] if run.history else None,
         "saved": run.saved,
         "seconds": run.seconds,
@@ -99,7 +100,9 @@ class RecordWriter:
 
     It writes after every other handler of an event has run (a wrapper that acts once they
     return), so the values other plugins add to ``run.row`` are recorded and the weights saved
-    are those plugins leave at run end. A failed run keeps no ``model.pt``.
+    are those plugins leave at run end. At run end it writes whatever happened: a handler that
+    raises makes the run ``failed``. A failed run, or one without a finished epoch, keeps no
+    ``model.pt``.
     """
 
     def __init__(self, folder: RunFolder, config: dict):
@@ -112,17 +115,32 @@ class RecordWriter:
     @hookimpl(wrapper=True)
     def mnist_trainer_epoch_end(self, run):
         yield
+        unrecordable = [key for key, value in run.row.items() if not isinstance(value, (int, float, str, bool, type(None)))]
+        if unrecordable:
+            raise PluginError(", ".join(run.events.listeners()) or "?", "mnist_trainer_epoch_end",
+                              f"run.row[{unrecordable[0]!r}] holds {describe(run.row[unrecordable[0]])}, which cannot be "
+                              "recorded; add plain numbers or text (a tensor's .item())")
         self.folder.append_metrics({"stage": "epoch", **run.row})
 
     @hookimpl(wrapper=True)
     def mnist_trainer_run_end(self, run):
-        yield
-        if run.status != "failed" and run.network is not None:
+        try:
+            yield
+        except Exception as error:
+            if run.status != "failed":
+                blamed = run.events.blame(error, "mnist_trainer_run_end")
+                run.status, run.reason = "failed", getattr(blamed, "message", f"{type(error).__name__}: {error}")
+            raise
+        finally:
+            self.finish(run)
+
+    def finish(self, run) -> None:
+        if run.status != "failed" and run.history:
             self.folder.save_checkpoint({
                 "format": CHECKPOINT_FORMAT,
                 "plugins": list(run.settings.plugins),
                 "options": run.settings.options_dict(),
-                "hidden": list(run.settings.hidden),
+                "hidden": list(run.settings.hidden) if run.settings.hidden else None,
                 "state_dict": run.network.state_dict(),
             })
         self.folder.write_config({**self.config, "summary": summary(run, self.config)})

@@ -40,18 +40,29 @@ class PluginInfo:
 
 
 def installed_plugins() -> dict[str, PluginInfo]:
-    """Every plugin registered in the ``mnist_trainer`` entry-point group, by name."""
-    found = {}
+    """Every plugin registered in the ``mnist_trainer`` entry-point group, by name (the first of a name; see `clashes`)."""
+    found: dict[str, PluginInfo] = {}
+    for info in _registered():
+        found.setdefault(info.name, info)
+    return dict(sorted(found.items()))
+
+
+def clashes() -> dict[str, list[PluginInfo]]:
+    """Names that more than one distribution registers: which one a run would load is not defined, so none is."""
+    by_name: dict[str, list[PluginInfo]] = {}
+    for info in _registered():
+        by_name.setdefault(info.name, []).append(info)
+    return {name: infos for name, infos in by_name.items() if len(infos) > 1}
+
+
+def _registered() -> list[PluginInfo]:
+    found = []
     for point in entry_points(group=GROUP):
         dist = point.dist
         meta = dist.metadata if dist else {}
-        found[point.name] = PluginInfo(
-            point.name,
-            meta.get("Name", "?") if dist else "?",
-            dist.version if dist else "?",
-            meta.get("Summary", "") if dist else "",
-        )
-    return dict(sorted(found.items()))
+        found.append(PluginInfo(point.name, meta.get("Name", "?") if dist else "?", dist.version if dist else "?",
+                                meta.get("Summary", "") if dist else ""))
+    return found
 
 
 def core_version() -> str:
@@ -59,8 +70,14 @@ def core_version() -> str:
 
 
 def plugin_name(plugin: Any) -> str | None:
-    """The name a run gives a plugin module: its entry-point name, ``mnist_trainer_early_stop`` -> ``early-stop``."""
-    if isinstance(plugin, ModuleType) and plugin.__name__.startswith(MODULE_PREFIX):
+    """The name a run gives a plugin module: the entry point naming it when installed, else its module name
+    without the ``mnist_trainer_`` prefix (``mnist_trainer_early_stop`` -> ``early-stop``)."""
+    if not isinstance(plugin, ModuleType):
+        return None
+    for point in entry_points(group=GROUP):
+        if point.value == plugin.__name__:
+            return point.name
+    if plugin.__name__.startswith(MODULE_PREFIX):
         return plugin.__name__[len(MODULE_PREFIX):].replace("_", "-")
     return None
 
@@ -87,14 +104,19 @@ def load(manager: pluggy.PluginManager, names: Iterable[str]) -> dict[str, str]:
 
     Returns each loaded name with why it was loaded (``"selected"`` or ``"required by X"``).
     """
-    installed = installed_plugins()
+    installed, ambiguous = installed_plugins(), clashes()
     reasons = {name: "selected" for name in names}
     requires: dict[str, tuple[str, ...]] = {}
     pending = list(reasons)
     while pending:
         name = pending.pop(0)
+        if name == CORE:
+            raise UserError(f"'{CORE}' is the core's own defaults, not a plugin to select; drop --plugin {CORE}")
         if name not in installed:
             raise UserError(_not_installed(name, reasons[name], installed))
+        if name in ambiguous:
+            both = " and ".join(f"{info.distribution} {info.version}" for info in ambiguous[name])
+            raise UserError(f"plugin {name!r} is registered by both {both}; uninstall all but one of them")
         try:
             manager.load_setuptools_entrypoints(GROUP, name=name)
         except Exception as error:
@@ -179,16 +201,24 @@ class Events:
         self.manager = manager
 
     def emit(self, event: str, **kwargs: Any) -> None:
-        caller = getattr(self.manager.hook, event)
         try:
-            caller(**kwargs)
+            getattr(self.manager.hook, event)(**kwargs)
         except (UserError, KeyboardInterrupt):
             raise
         except Exception as error:
-            culprit = _culprit(error, caller.get_hookimpls())
-            if culprit is None or is_core(culprit):
+            blamed = self.blame(error, event)
+            if blamed is error:
                 raise
-            raise PluginError.from_exception(culprit, event, error) from error
+            raise blamed from error
+
+    def blame(self, error: Exception, event: str) -> Exception:
+        """`error` as the `PluginError` of the plugin whose `event` handler raised it; as it is when it is the core's."""
+        if isinstance(error, UserError):
+            return error
+        culprit = _culprit(error, getattr(self.manager.hook, event).get_hookimpls())
+        if culprit is None or is_core(culprit):
+            return error
+        return PluginError.from_exception(culprit, event, error)
 
     def listens(self, event: str) -> bool:
         return bool(getattr(self.manager.hook, event).get_hookimpls())

@@ -11,7 +11,10 @@ from .hookspecs import hookimpl
 
 
 def fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    """Four decimals, or three significant digits where four decimals would hide the value (a small rate)."""
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:.4f}" if value == 0 or abs(value) >= 0.001 else f"{value:.3g}"
 
 
 class Terminal:

@@ -12,7 +12,7 @@
 | `columns` | the keys every epoch row will hold, known from `run_start` on |
 | `row` | the current epoch's metrics (at `epoch_end`: epoch, lr, train_loss, test_*, seconds); add to it to record more |
 | `history` | every finished epoch's row, oldest first |
-| `weights_epoch` | the epoch whose weights `network` holds at the end: set it when you restore an earlier one |
+| `weights_epoch` | the epoch whose weights `network` holds at the end: set it (to a finished epoch) when you restore an earlier one |
 | `status`, `reason` | at `run_end`: completed, stopped, interrupted or failed, and why |
 | `stash` | a dict for plugins' own per-run state, keyed by plugin name |
 
@@ -35,9 +35,6 @@ if TYPE_CHECKING:
     from .data import Dataset
     from .registry import Events
 
-STATUSES = ("completed", "stopped", "interrupted", "failed")
-
-
 @attrs.define(eq=False)
 class Run:
     """The run as run events see it; see the module docstring for every field."""
@@ -56,12 +53,19 @@ class Run:
     step: int = 0
     row: dict = attrs.Factory(dict)
     history: list[dict] = attrs.Factory(list)
-    weights_epoch: int | None = None
+    weights_epoch: int | None = attrs.field(default=None)
     status: str | None = None
     reason: str | None = None
     stash: dict = attrs.Factory(dict)
     started: float = attrs.Factory(time.perf_counter)
+    ended: float | None = None
     stop_requested: str | None = None
+
+    @weights_epoch.validator
+    def _finished(self, _attribute, epoch: int | None) -> None:
+        finished = [row["epoch"] for row in self.history]
+        if epoch is not None and epoch not in finished:
+            raise ValueError(f"run.weights_epoch = {epoch!r} names no finished epoch (finished: {finished or 'none'})")
 
     def report(self, stage: str, **values: Any) -> None:
         """Print ``stage key=value ...`` and append ``{"stage": stage, **values}`` to the record."""
@@ -75,9 +79,10 @@ class Run:
     def saved(self) -> dict | None:
         """The row of the epoch whose weights the network holds: `weights_epoch`'s, else the last epoch's."""
         if self.weights_epoch is not None:
-            return next(row for row in self.history if row["epoch"] == self.weights_epoch)
+            return self.history[[row["epoch"] for row in self.history].index(self.weights_epoch)]
         return self.history[-1] if self.history else None
 
     @property
     def seconds(self) -> float:
-        return round(time.perf_counter() - self.started, 3)
+        """Seconds since the run started, or that it took once it has ended."""
+        return round((self.ended or time.perf_counter()) - self.started, 3)

@@ -21,14 +21,14 @@ import torch
 
 from . import registry, trainer
 from .data import DataNotice, Dataset, load_dataset
-from .errors import UserError
-from .model import Network
+from .errors import PluginError, UserError
 from .pipeline import Pipeline, compose
 from .records import CHECKPOINT_FORMAT, RecordWriter, RunFolder, default_out, read_checkpoint, summary
 from .reporters import Progress, Terminal, fmt
 from .run import Run
 from .settings import Settings, build_options, parse_assignments
 from .stages import InitContext
+from .weights import layers
 
 TRANSFORM_SEED_OFFSET = 1  # transforms draw from their own generator, so adding one leaves the shuffle unchanged
 
@@ -94,13 +94,24 @@ def load_data(settings: Settings, device: torch.device, output: Output, *, train
     return dataset
 
 
+def build_network(pipeline: Pipeline) -> torch.nn.Module:
+    """The model stage's network with its slots filled: the one way training, mnist-eval and the test kit build it."""
+    return pipeline.model[1].build(pipeline.slots)
+
+
 def build(pipeline: Pipeline, run: Run) -> trainer.Loop:
     """Seed, build the network on the run's device, run the init stage, build optimizer and schedule."""
     settings, device = run.settings, run.device
     torch.manual_seed(settings.seed)
-    network = Network(settings.hidden, pipeline.block).to(device)
-    pipeline.init[1].apply(network, InitContext(run.dataset.train.images, settings.seed, run.report))
+    network = build_network(pipeline).to(device)
+    context = InitContext(layers(network), pipeline.activation[1].gain, run.dataset.train.images, settings.seed,
+                          run.report)
+    pipeline.init[1].apply(network, context)
     optimizer = pipeline.optimizer[1].build(network.parameters())
+    rates = sorted({float(group["lr"]) for group in optimizer.param_groups})
+    if rates != [settings.lr]:
+        raise PluginError(pipeline.optimizer[0], "mnist_trainer_optimizer (build)", f"built an optimizer with learning rate "
+                          f"{', '.join(map(str, rates))}, not --lr {settings.lr}; build it with settings.lr")
     run.steps_per_epoch = len(run.dataset.train) // settings.batch_size
     schedule = pipeline.schedule[1]
     scheduler = schedule.build(optimizer, run.steps_per_epoch, settings.epochs) if schedule else None
@@ -120,34 +131,41 @@ def build(pipeline: Pipeline, run: Run) -> trainer.Loop:
     )
 
 
-def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any]) -> list[dict]:
-    """Build and train `run`, emitting the run events; `run.status` says how it ended, whatever happens."""
+def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any]) -> None:
+    """Build and train `run`, emitting the run events; `run.status` says how it ended, whatever happens.
+
+    Ctrl-C ends the run as ``interrupted`` with the weights of its last complete epoch; a
+    failure is re-raised once every run-end handler has seen it. When a handler fails at run
+    end after an earlier failure, the earlier one is what is reported.
+    """
     events = pipeline.events
+    kept: dict[str, Any] = {}
     with events.attached(builtins):
         try:
             loop = build(pipeline, run)
             events.emit("mnist_trainer_run_start", run=run)
-            trainer.fit(loop, run.dataset, run.settings.epochs, _callbacks(run, events), eval_train=run.settings.eval_train)
+            trainer.fit(loop, run.dataset, run.settings.epochs, _callbacks(run, events, kept), eval_train=run.settings.eval_train)
         except KeyboardInterrupt:
+            if kept:
+                run.network.load_state_dict(kept["weights"])
             _finish(run, events, "interrupted", f"interrupted during epoch {run.epoch}")
-            raise
-        except UserError as error:
-            _finish(run, events, "failed", error.message)
-            raise
+            return
         except Exception as error:
-            _finish(run, events, "failed", f"{type(error).__name__}: {error}")
+            try:
+                _finish(run, events, "failed", error.message if isinstance(error, UserError) else f"{type(error).__name__}: {error}")
+            except Exception:
+                pass  # a handler failing at run end too: the record says failed, and the first failure is the one to report
             raise
         if run.stop_requested:
             _finish(run, events, "stopped", run.stop_requested)
         else:
-            _finish(run, events, "completed", f"trained {run.epoch} epochs")
-    return run.history
+            _finish(run, events, "completed", f"trained {len(run.history)} epochs")
 
 
 def train(settings: Settings, pipeline: Pipeline, out: Path | None, output: Output) -> dict:
     """Train as `settings` and `pipeline` say, record it in `out`, and return the summary."""
     device = resolve_device(settings.device)
-    for stage, text in pipeline.describe(settings.hidden):
+    for stage, text in pipeline.describe():
         output.say(f"{stage:<12} {text}")
     dataset = load_data(settings, device, output)
     if settings.batch_size > len(dataset.train):
@@ -169,20 +187,29 @@ def evaluate_run(run: Path, dataset: str, data_dir: str | None, device: str, out
     checkpoint = read_checkpoint(run)
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{run} was written by an incompatible mnist-trainer (checkpoint format {checkpoint.get('format')})")
-    settings, pipeline = select(checkpoint["plugins"], checkpoint["options"], hidden=tuple(checkpoint["hidden"]),
+    hidden = tuple(checkpoint["hidden"]) if checkpoint["hidden"] else None
+    settings, pipeline = select(checkpoint["plugins"], checkpoint["options"], hidden=hidden,
                                 dataset=dataset, data_dir=data_dir, device=device)
     torch_device = resolve_device(device)
     data = load_data(settings, torch_device, output, train=False)
-    network = Network(settings.hidden, pipeline.block)
-    network.load_state_dict(checkpoint["state_dict"])
+    network = build_network(pipeline)
+    try:
+        network.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[1:2] or [str(error)]
+        raise UserError(f"{run}/model.pt does not fit the network its plugins build now ({first[0].strip()}); "
+                        "was a plugin upgraded since? reinstall the versions in its config.json") from None
     metrics = trainer.evaluate(network.to(torch_device), data.test, [(m.name, m.compute) for _, m in pipeline.metrics])
     output.say(f"{run} on {data.name} ({len(data.test)} test images): "
                + "  ".join(f"{k}={fmt(v)}" for k, v in metrics.items()))
     return {"run": str(run), "dataset": data.name, "test_size": len(data.test), "metrics": metrics}
 
 
-def _callbacks(run: Run, events) -> trainer.Callbacks:
-    """The loop's callbacks as run events; the step event only when some plugin listens, so it costs nothing otherwise."""
+def _callbacks(run: Run, events, kept: dict) -> trainer.Callbacks:
+    """The loop's callbacks as run events; the step event only when some plugin listens, so it costs nothing otherwise.
+
+    `kept["weights"]` is a copy of the weights at the end of the last complete epoch (a small copy, once an epoch).
+    """
 
     def epoch_start(epoch: int) -> None:
         run.epoch, run.row = epoch, {}
@@ -198,6 +225,7 @@ def _callbacks(run: Run, events) -> trainer.Callbacks:
         run.row = row
         events.emit("mnist_trainer_epoch_end", run=run)
         run.history.append(run.row)
+        kept["weights"] = {key: value.detach().clone() for key, value in run.network.state_dict().items()}
         return run.stop_requested is not None
 
     listening = events.listens("mnist_trainer_step_end")
@@ -205,7 +233,7 @@ def _callbacks(run: Run, events) -> trainer.Callbacks:
 
 
 def _finish(run: Run, events, status: str, reason: str) -> None:
-    run.status, run.reason = status, reason
+    run.status, run.reason, run.ended = status, reason, time.perf_counter()
     events.emit("mnist_trainer_run_end", run=run)
 
 
@@ -223,7 +251,7 @@ def _config(settings: Settings, pipeline: Pipeline, dataset: Dataset, device: to
             {"name": name, "distribution": installed[name].distribution, "version": installed[name].version, "reason": reason}
             for name, reason in sorted(pipeline.reasons.items())
         ],
-        "pipeline": dict(pipeline.describe(settings.hidden)),
+        "pipeline": dict(pipeline.describe()),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "torchvision": _version("torchvision")},
         "device": {"name": str(device), "description": _describe_device(device)},
         "dataset": {"name": dataset.name, "source": dataset.source, "train_size": len(dataset.train), "test_size": len(dataset.test)},

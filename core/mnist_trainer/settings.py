@@ -57,7 +57,7 @@ class Settings:
     epochs: int = 15
     batch_size: int = 100
     lr: float = 0.001
-    hidden: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] | None = None  # the core MLP's widths; None: its default, 256,256
     seed: int = 777
     device: str = "auto"
     dataset: str = "auto"

@@ -16,9 +16,6 @@ import attrs
 if TYPE_CHECKING:
     import torch
 
-    from .model import Network
-
-
 @attrs.frozen
 class Activation:
     """The activation slot of every hidden block.
@@ -42,10 +39,58 @@ class Activation:
 
 @attrs.frozen
 class Norm:
-    """The norm slot of every hidden block: `build(width)` returns the module."""
+    """The norm slot: `build(width)` returns the module for (N, width) features.
+
+    `build2d(channels)` returns it for (N, channels, H, W) feature maps, for models with
+    convolutions; a norm without it cannot be used with them.
+    """
 
     summary: str
     build: Callable[[int], "torch.nn.Module"]
+    build2d: Callable[[int], "torch.nn.Module"] | None = None
+
+
+@attrs.frozen
+class Slots:
+    """What fills a model's slots, handed to `Model.build`: every call makes fresh modules.
+
+    `norm(width)` and `norm2d(channels)` return a list of zero or one module (none when no
+    norm plugin is selected), `activation()` one module, `dropout()` a list of modules (one
+    per regularizer with a dropout, in plugin-name order), ready to splice into a block.
+    """
+
+    activation_slot: Activation
+    norm_slot: Norm | None = None
+    dropout_slots: tuple[Callable[[], "torch.nn.Module"], ...] = ()
+
+    def activation(self) -> "torch.nn.Module":
+        return self.activation_slot.build()
+
+    def norm(self, width: int) -> list:
+        return [self.norm_slot.build(width)] if self.norm_slot else []
+
+    def norm2d(self, channels: int) -> list:
+        return [self.norm_slot.build2d(channels)] if self.norm_slot else []
+
+    def dropout(self) -> list:
+        return [build() for build in self.dropout_slots]
+
+
+@attrs.frozen
+class Model:
+    """The whole network: `build(slots)` returns a module taking (N, 784) images in [0, 1] to (N, 10) logits.
+
+    `summary` is the pipeline's model line; ``{activation}``, ``{norm}`` and ``{dropout}`` in it
+    are replaced by what fills those slots. `uses` names the slots the model has, of
+    ``activation``, ``norm``, ``norm2d``, ``dropout`` and ``hidden`` (it reads ``--hidden``);
+    selecting a plugin for a slot the model lacks is refused. `kind` names the architecture
+    for init stages that only suit one (``mlp`` is the core's).
+    """
+
+    summary: str
+    build: Callable[[Slots], "torch.nn.Module"]
+    uses: tuple[str, ...] = ("activation", "norm", "dropout")
+    kind: str = "custom"
 
 
 @attrs.frozen
@@ -60,33 +105,50 @@ class Regularizer:
 
     summary: str
     dropout: Callable[[], "torch.nn.Module"] | None = None
-    penalty: Callable[["Network", "torch.Tensor", "torch.Tensor"], "torch.Tensor"] | None = None
+    penalty: Callable[["torch.nn.Module", "torch.Tensor", "torch.Tensor"], "torch.Tensor"] | None = None
     transform: Callable[["torch.Tensor", "torch.Tensor", "torch.Generator"], tuple] | None = None
 
 
 @attrs.frozen
 class InitContext:
-    """What an initializer may use: the training images and a way to report progress.
+    """What an initializer may rely on, whatever the model: the contract between models and init stages.
 
-    `report(stage, **values)` prints a line and appends it to the run's metrics record.
+    `weights` are the network's weight layers (every `nn.Linear` and `nn.Conv2d`, input to
+    output) and `output` the last of them, which maps to the 10 classes; `gain` is the active
+    activation's recommended gain (``torch.nn.init.calculate_gain``). `train_images` are the
+    training images (float rows in [0, 1] on the device); `report(stage, **values)` prints a
+    line and records it.
     """
 
+    weights: tuple["torch.nn.Module", ...]
+    gain: float
     train_images: "torch.Tensor"
     seed: int
     report: Callable[..., None]
 
+    @property
+    def output(self) -> "torch.nn.Module":
+        return self.weights[-1]
+
 
 @attrs.frozen
 class Initializer:
-    """Sets the weights of a freshly built network in place, before training."""
+    """Sets the weights of a freshly built network in place, before training.
+
+    `model` names the only model kind it suits (``"mlp"``), or None for any model.
+    """
 
     summary: str
-    apply: Callable[["Network", InitContext], None]
+    apply: Callable[["torch.nn.Module", InitContext], None]
+    model: str | None = None
 
 
 @attrs.frozen
 class Optimizer:
-    """`build(parameters)` returns the `torch.optim.Optimizer` that trains the network (at ``settings.lr``)."""
+    """`build(parameters)` returns the `torch.optim.Optimizer` that trains the network, at ``settings.lr`` (checked).
+
+    Its ``step()`` is called without a closure, so LBFGS does not fit.
+    """
 
     summary: str
     build: Callable[[Any], "torch.optim.Optimizer"]
@@ -97,8 +159,8 @@ class Schedule:
     """`build(optimizer, steps_per_epoch, epochs)` returns a scheduler; the core calls its ``step()``.
 
     `per` is ``"batch"`` (after every optimizer step) or ``"epoch"`` (after every epoch). Any
-    ``torch.optim.lr_scheduler`` fits; so does any object with ``step()``, ``state_dict()`` and
-    ``load_state_dict()``.
+    object whose ``step()`` takes no arguments fits: every ``torch.optim.lr_scheduler`` but
+    ``ReduceLROnPlateau``, which needs a metric.
     """
 
     summary: str

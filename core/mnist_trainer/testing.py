@@ -16,16 +16,47 @@ from __future__ import annotations
 
 from typing import Any
 
+from .hookspecs import hookimpl
 from .registry import make_manager
-from .settings import Settings
+from .settings import Settings, build_options
+from .stages import Model
 
 plugin_manager = make_manager
-"""A fresh, verified plugin manager holding the core defaults plus the given plugins (modules or objects)."""
+"""A fresh, verified plugin manager holding the core defaults plus the given plugins (modules or objects).
+
+Plugins that yours requires are not loaded: register them, or stand-ins, yourself."""
+
+__all__ = ["ConvModel", "build", "build_options", "compose", "evaluate", "fit", "plugin_manager", "sample_images",
+           "settings", "tiny_data", "train_steps"]
+
+
+class ConvModel:
+    """A stand-in model plugin with two convolutions (5x5 then 3x3) and a Linear output, for testing init
+    plugins on `Conv2d` weights without depending on a model plugin: ``plugin_manager(init, model=ConvModel())``."""
+
+    def __init__(self, channels: tuple[int, int] = (16, 32)):
+        self.channels = channels
+
+    @hookimpl
+    def mnist_trainer_model(self):
+        from torch import nn
+
+        first, second = self.channels
+
+        def build(slots):
+            return nn.Sequential(nn.Unflatten(1, (1, 28, 28)), nn.Conv2d(1, first, 5), slots.activation(), nn.MaxPool2d(2),
+                                 nn.Conv2d(first, second, 3), slots.activation(), nn.MaxPool2d(2), nn.Flatten(),
+                                 nn.Linear(second * 5 * 5, 10))
+
+        return Model(f"test conv model {first}, {second} -> {{activation}}", build, uses=("activation",), kind="conv")
 
 
 def settings(*options: Any, **fields: Any) -> Settings:
-    """Small, fast `Settings` on the CPU (1 epoch, batch 50, hidden 32,32, synthetic:600); `options` are options instances."""
-    defaults = dict(epochs=1, batch_size=50, hidden=(32, 32), device="cpu", dataset="synthetic:600")
+    """Small, fast `Settings` on the CPU (1 epoch, batch 50, synthetic:600); `options` are options instances.
+
+    `hidden` is left to the model (the core's MLP: 256,256); set it only for the MLP.
+    """
+    defaults = dict(epochs=1, batch_size=50, device="cpu", dataset="synthetic:600")
     named = tuple((type(value).__name__, value) for value in options)
     return Settings(plugin_options=named, **{**defaults, **fields})
 
@@ -50,7 +81,7 @@ def sample_images(count: int = 1000):
 
 
 def compose(manager, run_settings: Settings | None = None):
-    """The `Pipeline` that `manager`'s plugins compose: per stage, ``(plugin name, answer)``; ``.describe(hidden)``."""
+    """The `Pipeline` that `manager`'s plugins compose: per stage, ``(plugin name, answer)``; ``.describe()``."""
     from .pipeline import compose as compose_pipeline
 
     return compose_pipeline(manager, run_settings or settings())

@@ -62,11 +62,9 @@ def columns(metric_names: Sequence[str], eval_train: bool) -> tuple[str, ...]:
             "eval_seconds", "seconds")
 
 
-def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callbacks(), *,
-        first_epoch: int = 1, eval_train: bool = False) -> list[dict]:
-    """Train and evaluate epoch after epoch until `epochs` or until `epoch_end` asks to stop; returns the rows."""
-    rows = []
-    for epoch in range(first_epoch, epochs + 1):
+def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callbacks(), *, eval_train: bool = False) -> None:
+    """Train and evaluate epoch after epoch until `epochs` or until `epoch_end` (given each row) asks to stop."""
+    for epoch in range(1, epochs + 1):
         callbacks.epoch_start(epoch)
         started = time.perf_counter()
         row = {"epoch": epoch, "lr": loop.lr}
@@ -80,10 +78,8 @@ def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callba
         row["seconds"] = round(now - started, 4)
         if loop.scheduler is not None and not loop.per_batch:
             loop.scheduler.step()
-        rows.append(row)
         if callbacks.epoch_end(row):
             break
-    return rows
 
 
 def train_epoch(loop: Loop, split: Split, step_end: Callable[[torch.Tensor], None] | None = None) -> float:

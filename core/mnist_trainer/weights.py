@@ -1,4 +1,4 @@
-"""Filling weight tensors from a standard deviation: the shared arithmetic of init plugins.
+"""What init plugins share: the weight layers of any model, their fans, and filling a weight from a standard deviation.
 
 Xavier, He and similar schemes differ only in the standard deviation they ask for;
 the uniform variant draws from ``U(-sqrt(3) * std, sqrt(3) * std)``, which has that
@@ -10,14 +10,21 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
 
 DISTRIBUTIONS = ("uniform", "normal")
+WEIGHT_LAYERS = (nn.Linear, nn.Conv2d)
+
+
+def layers(network: nn.Module) -> tuple[nn.Module, ...]:
+    """Every `nn.Linear` and `nn.Conv2d` of `network` in module order (input to output): what init stages are given."""
+    return tuple(module for module in network.modules() if isinstance(module, WEIGHT_LAYERS))
 
 
 def fans(weight: torch.Tensor) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a Linear weight of shape (out, in)."""
-    fan_out, fan_in = weight.shape
-    return fan_in, fan_out
+    """``(fan_in, fan_out)``: for a Linear (out, in), ``(in, out)``; a convolution multiplies both by its kernel area."""
+    receptive = math.prod(weight.shape[2:])
+    return weight.shape[1] * receptive, weight.shape[0] * receptive
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""Batch normalisation in the norm slot: BatchNorm1d after each hidden Linear, before the activation."""
+"""Batch normalisation in the norm slot: BatchNorm1d after each hidden Linear, BatchNorm2d after each convolution; before the activation."""
 
 import attrs
 from attrs.validators import gt, le
@@ -21,6 +21,7 @@ mnist_trainer_options = options_hook(BatchNormOptions)
 @hookimpl
 def mnist_trainer_norm(options):
     return Norm(
-        f"BatchNorm1d(momentum={options.momentum}, eps={options.eps})",
+        f"BatchNorm(momentum={options.momentum}, eps={options.eps})",
         lambda width: nn.BatchNorm1d(width, eps=options.eps, momentum=options.momentum),
+        lambda channels: nn.BatchNorm2d(channels, eps=options.eps, momentum=options.momentum),
     )

@@ -1,4 +1,6 @@
-"""He (Kaiming) initialisation: std = gain / sqrt(fan), with the gain of the active activation.
+"""He (Kaiming) initialisation of every Linear and Conv2d weight: std = gain / sqrt(fan), gain of the active activation.
+
+A convolution's fan is its channels times its kernel area; the output layer takes gain 1.
 
 He initialisation is derived for ReLU-family activations, so this plugin requires
 `relu`; a leaky slope set with ``-o relu.negative_slope`` enters the gain.
@@ -34,10 +36,8 @@ def mnist_trainer_init(options):
     use_fan_out = options.mode == "fan_out"
 
     def apply(network, context):
-        gain = network.spec.activation.gain
-        layers = [(linear, gain) for linear in network.hidden_linears] + [(network.output, 1.0)]
-        for linear, layer_gain in layers:
-            fan = fans(linear.weight)[use_fan_out]
-            fill(linear.weight, layer_gain / math.sqrt(fan), options.distribution)
+        for layer in context.weights:
+            gain = 1.0 if layer is context.output else context.gain
+            fill(layer.weight, gain / math.sqrt(fans(layer.weight)[use_fan_out]), options.distribution)
 
     return Initializer(f"He {options.distribution}, {options.mode}, gain of the activation; output layer gain 1", apply)

@@ -104,7 +104,7 @@ def mnist_trainer_init(options):
         started = time.perf_counter()
         generator = torch.Generator(device=images.device).manual_seed(context.seed)
         visible = images
-        for layer, linear in enumerate(network.hidden_linears, 1):
+        for layer, linear in enumerate(context.weights[:-1], 1):  # the MLP's hidden Linear layers
             rbm = train_rbm(visible, linear.out_features, options, generator,
                             lambda epoch, error: context.report("rbm-pretrain", layer=layer, epoch=epoch,
                                                                 reconstruction_error=round(error, 4)))
@@ -114,4 +114,5 @@ def mnist_trainer_init(options):
             visible = rbm.hidden_probabilities(visible)
         context.report("rbm-pretrain", seconds=round(time.perf_counter() - started, 3))
 
-    return Initializer(f"RBM pre-training, CD-{options.k}, {options.epochs} epochs per layer, lr {options.lr}", apply)
+    return Initializer(f"RBM pre-training, CD-{options.k}, {options.epochs} epochs per layer, lr {options.lr}", apply,
+                       model="mlp")

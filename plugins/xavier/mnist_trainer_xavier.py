@@ -1,5 +1,6 @@
-"""Xavier (Glorot) initialisation of every Linear weight: std = gain * sqrt(2 / (fan_in + fan_out)).
+"""Xavier (Glorot) initialisation of every Linear and Conv2d weight: std = gain * sqrt(2 / (fan_in + fan_out)).
 
+A convolution's fans are its channels times its kernel area. The output layer takes gain 1.
 The defaults follow the course lab: ``xavier_uniform_`` with gain 1, biases untouched.
 """
 
@@ -40,15 +41,16 @@ mnist_trainer_options = options_hook(XavierOptions)
 @hookimpl
 def mnist_trainer_init(options):
     def apply(network, context):
-        gain = resolve_gain(options.gain, network.spec.activation)
-        for linear in [*network.hidden_linears, network.output]:
-            fan_in, fan_out = fans(linear.weight)
-            fill(linear.weight, gain * math.sqrt(2.0 / (fan_in + fan_out)), options.distribution)
+        hidden_gain = resolve_gain(options.gain, context.gain)
+        for layer in context.weights:
+            fan_in, fan_out = fans(layer.weight)
+            gain = 1.0 if layer is context.output else hidden_gain
+            fill(layer.weight, gain * math.sqrt(2.0 / (fan_in + fan_out)), options.distribution)
 
-    return Initializer(f"Xavier {options.distribution}, gain {options.gain}, biases untouched", apply)
+    return Initializer(f"Xavier {options.distribution}, gain {options.gain}; output layer gain 1; biases untouched", apply)
 
 
-def resolve_gain(gain, activation) -> float:
+def resolve_gain(gain, activation_gain: float) -> float:
     if gain == "activation":
-        return activation.gain
+        return activation_gain
     return calculate_gain(gain) if isinstance(gain, str) else gain

@@ -12,6 +12,7 @@ from attrs.validators import ge
 from mnist_trainer import UserError, choice, hookimpl, option, options_hook
 
 NAME = "early-stop"  # the entry-point name, and this plugin's key in run.stash
+BOOKKEEPING = ("epoch", "lr", "eval_seconds", "seconds")  # columns of the row that are not metrics
 
 
 @attrs.frozen
@@ -45,8 +46,9 @@ def improves(value: float, best: float, options: EarlyStopOptions) -> bool:
 @hookimpl
 def mnist_trainer_run_start(run):
     metric = run.settings.options(EarlyStopOptions).metric
-    if metric not in run.columns:
-        raise UserError(f"-o {NAME}.metric={metric} is not a column of the epoch row; choose one of: {', '.join(run.columns)}")
+    metrics = [column for column in run.columns if column not in BOOKKEEPING]
+    if metric not in metrics:
+        raise UserError(f"-o {NAME}.metric={metric} is not a metric of the epoch row; choose one of: {', '.join(metrics)}")
 
 
 @hookimpl
@@ -56,7 +58,7 @@ def mnist_trainer_epoch_end(run):
     if best is None or improves(value, best.value, options):
         weights = {key: tensor.clone() for key, tensor in run.network.state_dict().items()}
         run.stash[NAME] = Best(run.epoch, value, weights)
-    elif run.epoch - best.epoch >= options.patience:
+    elif run.epoch - best.epoch >= options.patience and run.epoch < run.settings.epochs:  # the last epoch ends it anyway
         run.stop(f"stopped early at epoch {run.epoch}, best epoch {best.epoch}")
 
 

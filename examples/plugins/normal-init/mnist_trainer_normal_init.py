@@ -24,7 +24,7 @@ mnist_trainer_options = options_hook(NormalInitOptions)
 def mnist_trainer_init(options):
     def apply(network, context):
         with torch.no_grad():
-            for linear in [*network.hidden_linears, network.output]:
-                torch.nn.init.normal_(linear.weight, options.mean, options.std)
+            for layer in context.weights:
+                torch.nn.init.normal_(layer.weight, options.mean, options.std)
 
     return Initializer(f"normal_(mean={options.mean}, std={options.std}), biases untouched", apply)

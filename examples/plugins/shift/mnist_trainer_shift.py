@@ -8,7 +8,7 @@ per-image Python, so it costs the epoch little; the core never applies it to eva
 import attrs
 import torch
 import torch.nn.functional as F
-from attrs.validators import ge
+from attrs.validators import ge, le
 
 from mnist_trainer import Regularizer, hookimpl, option, options_hook
 
@@ -17,7 +17,7 @@ SIDE = 28
 
 @attrs.frozen
 class ShiftOptions:
-    pixels: int = option(2, converter=int, validator=ge(1), help="a whole number of pixels, 1 or more")
+    pixels: int = option(2, converter=int, validator=[ge(1), le(SIDE - 1)], help=f"a whole number of pixels, 1 to {SIDE - 1}")
 
 
 mnist_trainer_options = options_hook(ShiftOptions)

@@ -6,6 +6,7 @@ import torch
 import mnist_trainer_rbm_pretrain as rbm_pretrain
 from mnist_trainer import InitContext, UserError, testing
 from mnist_trainer.settings import build_options
+from mnist_trainer.weights import layers
 
 FAST = rbm_pretrain.RbmOptions(epochs=6, batch_size=20)
 
@@ -48,12 +49,13 @@ def test_copies_each_rbm_into_its_hidden_linear_and_reports(images):
     network = testing.build(testing.plugin_manager(), settings)
     reports = []
     initializer = testing.compose(testing.plugin_manager(rbm_pretrain), settings).init[1]
-    initializer.apply(network, InitContext(images, 0, lambda stage, **values: reports.append((stage, values))))
-    for pretrained, fresh in zip(network.hidden_linears, default.hidden_linears):
+    context = InitContext(layers(network), 1.0, images, 0, lambda stage, **values: reports.append((stage, values)))
+    initializer.apply(network, context)
+    for pretrained, fresh in zip(layers(network)[:-1], layers(default)[:-1]):
         assert pretrained.weight.shape == fresh.weight.shape
         assert not torch.allclose(pretrained.weight, fresh.weight)
         assert not torch.allclose(pretrained.bias, fresh.bias)
-    assert torch.equal(network.output.weight, default.output.weight)  # the output layer keeps its init
+    assert torch.equal(layers(network)[-1].weight, layers(default)[-1].weight)  # the output layer keeps its init
     assert [values["layer"] for _, values in reports[:-1]] == [1] * FAST.epochs + [2] * FAST.epochs
     assert {stage for stage, _ in reports} == {"rbm-pretrain"} and reports[-1][1]["seconds"] > 0
 
@@ -62,7 +64,7 @@ def test_images_outside_the_unit_interval_are_refused():
     network = testing.build(testing.plugin_manager(), testing.settings(hidden=(8,)))
     initializer = testing.compose(testing.plugin_manager(rbm_pretrain), testing.settings()).init[1]
     with pytest.raises(UserError, match=r"needs training images in \[0, 1\]"):
-        initializer.apply(network, InitContext(torch.randn(50, 784), 0, lambda stage, **values: None))
+        initializer.apply(network, InitContext(layers(network), 1.0, torch.randn(50, 784), 0, lambda stage, **values: None))
 
 
 @pytest.mark.parametrize("values", [{"k": "0"}, {"lr": "-1"}, {"momentum": "1"}, {"epochs": "1.5"}, {"weight_decay": "-1"}])

@@ -7,7 +7,7 @@ import torch
 
 import mnist_trainer_cosine as cosine
 from mnist_trainer import Optimizer, UserError, hookimpl, testing
-from mnist_trainer.settings import build_options
+from mnist_trainer.testing import build_options
 
 
 class StandInSgd:
@@ -65,7 +65,7 @@ def test_the_pipeline_names_it(mnist_manager, mnist_settings):
     options = cosine.CosineOptions(eta_min=0.0001, per="batch")
     pipeline = testing.compose(mnist_manager(cosine), mnist_settings(options, epochs=4, lr=0.02))
     assert pipeline.schedule[0] == "cosine" and pipeline.schedule[1].per == "batch"
-    assert dict(pipeline.describe((32, 32)))["optimizer"] == (
+    assert dict(pipeline.describe())["optimizer"] == (
         "Adam, lr=0.02 [core default]; cosine from lr=0.02 to eta_min=0.0001 over 4 epochs, per batch [cosine]")
 
 

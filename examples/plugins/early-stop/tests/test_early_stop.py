@@ -1,6 +1,6 @@
 """Tested the way a third-party author would: the pytest fixtures that mnist-trainer installs.
 
-On the fixtures' synthetic data with the test kit's small sigmoid network and seed,
+On the fixtures' synthetic data with a small (32, 32) sigmoid MLP and the kit's seed,
 lr=0.01 improves test_loss every epoch, while lr=0.05 diverges to chance after
 epoch 2 (test_loss best at epoch 2, then worse).
 """
@@ -11,6 +11,7 @@ import mnist_trainer_early_stop as early_stop
 from mnist_trainer import UserError, hookimpl, testing
 
 IMPROVING, DIVERGING = 0.01, 0.05
+HIDDEN = (32, 32)  # the small sigmoid MLP these rates were chosen for
 
 
 class Reports:
@@ -25,7 +26,7 @@ class Reports:
 
 
 def fit(mnist_manager, mnist_settings, data, lr, epochs=10, listeners=(), **options):
-    settings = mnist_settings(early_stop.EarlyStopOptions(**options), epochs=epochs, lr=lr)
+    settings = mnist_settings(early_stop.EarlyStopOptions(**options), epochs=epochs, lr=lr, hidden=HIDDEN)
     return testing.fit(mnist_manager(early_stop), settings, data, listeners=listeners)
 
 
@@ -83,9 +84,15 @@ def test_an_unknown_metric_names_the_available_ones(mnist_manager, mnist_setting
     with pytest.raises(UserError) as raised:
         fit(mnist_manager, mnist_settings, mnist_data, IMPROVING, epochs=2, metric="val_loss")
     assert raised.value.message == (
-        "-o early-stop.metric=val_loss is not a column of the epoch row; choose one of: "
-        "epoch, lr, train_loss, test_loss, test_accuracy, eval_seconds, seconds"
+        "-o early-stop.metric=val_loss is not a metric of the epoch row; choose one of: train_loss, test_loss, test_accuracy"
     )
+    with pytest.raises(UserError, match="-o early-stop.metric=lr is not a metric"):
+        fit(mnist_manager, mnist_settings, mnist_data, IMPROVING, epochs=2, metric="lr")
+
+
+def test_patience_running_out_at_the_last_epoch_is_a_completed_run(mnist_manager, mnist_settings, mnist_data):
+    run = fit(mnist_manager, mnist_settings, mnist_data, DIVERGING, epochs=4, patience=2)  # best epoch 2, then 2 worse
+    assert (run.status, len(run.history), run.weights_epoch) == ("completed", 4, 2)
 
 
 @pytest.mark.parametrize("field, value", [("patience", "0"), ("patience", "1.5"), ("min_delta", "-0.1"), ("mode", "median")])
@@ -96,7 +103,7 @@ def test_bad_options_are_refused(field, value):
 
 def test_runs_on_one_manager_share_no_state(mnist_manager, mnist_settings, mnist_data):
     manager = mnist_manager(early_stop)
-    first = testing.fit(manager, mnist_settings(epochs=10, lr=IMPROVING), mnist_data)
-    second = testing.fit(manager, mnist_settings(epochs=10, lr=DIVERGING), mnist_data)
+    first = testing.fit(manager, mnist_settings(epochs=10, lr=IMPROVING, hidden=HIDDEN), mnist_data)
+    second = testing.fit(manager, mnist_settings(epochs=10, lr=DIVERGING, hidden=HIDDEN), mnist_data)
     assert first.status == "completed" and min(row["test_loss"] for row in second.history) > first.history[-1]["test_loss"]
     assert second.reason == "stopped early at epoch 5, best epoch 2"  # its own best, not the first run's

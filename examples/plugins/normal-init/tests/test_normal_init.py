@@ -5,19 +5,20 @@ import torch
 
 import mnist_trainer_normal_init as normal_init
 from mnist_trainer import testing
+from mnist_trainer.weights import layers
 
 
 @pytest.mark.parametrize("mean, std", [(0.0, 1.0), (0.5, 0.1)])
 def test_weights_have_the_asked_mean_and_std(mnist_manager, mnist_settings, mean, std):
     options = normal_init.NormalInitOptions(mean=mean, std=std)
     network = testing.build(mnist_manager(normal_init), mnist_settings(options, hidden=(256,)))
-    weight = network.hidden_linears[0].weight
+    weight = layers(network)[0].weight
     assert weight.mean().item() == pytest.approx(mean, abs=0.01)
     assert weight.std().item() == pytest.approx(std, rel=0.02)
 
 
 def test_biases_keep_pytorchs_initialisation(mnist_manager, mnist_settings):
-    bias = testing.build(mnist_manager(normal_init), mnist_settings(hidden=(64,))).output.bias
+    bias = layers(testing.build(mnist_manager(normal_init), mnist_settings(hidden=(64,))))[-1].bias
     assert bias.abs().max().item() <= 1 / 64**0.5  # PyTorch's own U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     assert torch.any(bias != 0)
 

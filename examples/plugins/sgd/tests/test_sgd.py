@@ -5,7 +5,7 @@ import torch
 
 import mnist_trainer_sgd as sgd
 from mnist_trainer import UserError, testing
-from mnist_trainer.settings import build_options
+from mnist_trainer.testing import build_options
 
 
 @pytest.mark.parametrize("options, expected", [
@@ -32,7 +32,7 @@ def test_training_with_it_lowers_the_loss(mnist_manager, mnist_settings, mnist_d
 
 def test_the_pipeline_names_it(mnist_manager, mnist_settings):
     options = sgd.SgdOptions(momentum=0.8, nesterov=True)
-    lines = dict(testing.compose(mnist_manager(sgd), mnist_settings(options, lr=0.03)).describe((32, 32)))
+    lines = dict(testing.compose(mnist_manager(sgd), mnist_settings(options, lr=0.03)).describe())
     assert lines["optimizer"].startswith("SGD(lr=0.03, momentum=0.8, nesterov=True, weight_decay=0.0) [sgd]")
 
 
@@ -48,7 +48,8 @@ def test_nesterov_without_momentum_is_refused():
         build_options("sgd", sgd.SgdOptions, {"momentum": "0", "nesterov": "true"})
 
 
-@pytest.mark.parametrize("key, value", [("momentum", "-0.1"), ("weight_decay", "-1"), ("nesterov", "maybe"), ("momentum", "lots")])
+@pytest.mark.parametrize("key, value", [("momentum", "-0.1"), ("momentum", "1"), ("momentum", "inf"), ("weight_decay", "-1"),
+                                        ("weight_decay", "inf"), ("nesterov", "maybe"), ("momentum", "lots")])
 def test_bad_values_are_refused(key, value):
     with pytest.raises(UserError, match=f"invalid value for -o sgd.{key}={value}"):
         build_options("sgd", sgd.SgdOptions, {key: value})

@@ -89,7 +89,9 @@ def test_options_are_checked():
         shift.ShiftOptions(pixels="0")
     with pytest.raises(ValueError):
         shift.ShiftOptions(pixels="1.5")
-    assert shift.ShiftOptions(pixels="3").pixels == 3
+    with pytest.raises(ValueError):
+        shift.ShiftOptions(pixels="28")  # the whole image would move out
+    assert shift.ShiftOptions(pixels="3").pixels == 3 and shift.ShiftOptions(pixels="27").pixels == 27
 
 
 class EpochCPUSeconds:
