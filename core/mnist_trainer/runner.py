@@ -99,6 +99,15 @@ def build_network(pipeline: Pipeline) -> torch.nn.Module:
     return pipeline.model[1].build(pipeline.slots)
 
 
+def fast_layout(network: torch.nn.Module) -> torch.nn.Module:
+    """Convolution weights channels-last, where oneDNN's kernels run 20-40% faster on a CPU; a no-op for the MLP.
+
+    Applied after the init stage (so seeded weights are those of the usual layout) and again by mnist-eval,
+    since the layout decides the order of the sums and the metrics must come out the same.
+    """
+    return network.to(memory_format=torch.channels_last)
+
+
 def build(pipeline: Pipeline, run: Run) -> trainer.Loop:
     """Seed, build the network on the run's device, run the init stage, build optimizer and schedule."""
     settings, device = run.settings, run.device
@@ -107,6 +116,7 @@ def build(pipeline: Pipeline, run: Run) -> trainer.Loop:
     context = InitContext(layers(network), pipeline.activation[1].gain, run.dataset.train.images, settings.seed,
                           run.report)
     pipeline.init[1].apply(network, context)
+    network = fast_layout(network)
     optimizer = pipeline.optimizer[1].build(network.parameters())
     rates = sorted({float(group["lr"]) for group in optimizer.param_groups})
     if rates != [settings.lr]:
@@ -199,7 +209,7 @@ def evaluate_run(run: Path, dataset: str, data_dir: str | None, device: str, out
         first = str(error).strip().splitlines()[1:2] or [str(error)]
         raise UserError(f"{run}/model.pt does not fit the network its plugins build now ({first[0].strip()}); "
                         "was a plugin upgraded since? reinstall the versions in its config.json") from None
-    metrics = trainer.evaluate(network.to(torch_device), data.test, [(m.name, m.compute) for _, m in pipeline.metrics])
+    metrics = trainer.evaluate(fast_layout(network.to(torch_device)), data.test, [(m.name, m.compute) for _, m in pipeline.metrics])
     output.say(f"{run} on {data.name} ({len(data.test)} test images): "
                + "  ".join(f"{k}={fmt(v)}" for k, v in metrics.items()))
     return {"run": str(run), "dataset": data.name, "test_size": len(data.test), "metrics": metrics}
