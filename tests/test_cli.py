@@ -106,7 +106,7 @@ BAD_INPUT = {
     "bad dataset": (lambda tmp: ["--dataset", "cifar"], ["unknown --dataset 'cifar'", "mnist-sample"]),
     "empty data dir": (lambda tmp: ["--data-dir", tmp], ["no MNIST-format files", "--dataset mnist-sample"]),
     "truncated idx": (lambda tmp: ["--data-dir", truncated_copy(tmp)], ["train-images-idx3-ubyte.gz is truncated"]),
-    "unwritable out": (lambda tmp: ["--dataset", "synthetic:100", "--batch-size", "10", "--out", a_file(tmp)], ["cannot write the run record", "--out"]),
+    "unwritable out": (lambda tmp: ["--dataset", "synthetic:100", "--batch-size", "10", "--out", a_file(tmp)], ["cannot write", "file/run: Not a directory", "choose another --out"]),
     "out holds a run": (lambda tmp: ["--dataset", "synthetic:100", "--batch-size", "10", "--out", existing_run(tmp)], ["already holds files"]),
     "bad device": (lambda tmp: ["--device", "tpu"], ["--device 'tpu'"]),
 }

@@ -32,8 +32,7 @@ def test_metrics_lines_accumulate_and_stay_parseable(tmp_path):
 
 def test_default_folders_never_collide(tmp_path):
     first = default_out(("he", "batchnorm"), tmp_path)
-    assert first.name.endswith("-batchnorm-he")
-    first.mkdir()
+    assert first.name.endswith("-batchnorm-he") and first.is_dir()  # claimed, not merely named
     second = default_out(("batchnorm", "he"), tmp_path)
     assert second != first and second.name.startswith(first.name)
 

@@ -7,7 +7,7 @@ and ``--list-plugins`` stay fast; torch and plugin modules load inside a run.
 from __future__ import annotations
 
 import contextlib
-import json
+import math
 import os
 import sys
 import traceback
@@ -18,8 +18,10 @@ import click
 
 from . import registry
 from .data import DATASETS
+from .records import to_json
 from .settings import parse_hidden
 
+DIVERGED = 3  # exit status of a run whose loss became non-finite: not a user's mistake (2), not a success (0)
 DATASET_HELP = f"{', '.join(DATASETS)} or synthetic:N; auto uses MNIST when cached or downloadable, else mnist-sample"
 
 
@@ -56,6 +58,12 @@ def _list_plugins(ctx: click.Context, _param, value: bool) -> None:
         also = ", ".join(f"{info.distribution} {info.version}" for info in infos)
         click.echo(f"warning: {name!r} is registered by {also}; --plugin {name} is refused until one is left", err=True)
     ctx.exit()
+
+
+def _finite(_ctx, param, value: float) -> float:
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", param=param)
+    return value
 
 
 def _hidden(_ctx, _param, value: str | None) -> tuple[int, ...] | None:
@@ -107,11 +115,11 @@ def _plugin_errors(show_traceback: bool) -> Iterator[None]:
               help="Set a plugin option, e.g. -o relu.negative_slope=0.01 (repeatable).")
 @click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.001, show_default=True,
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.001, show_default=True, callback=_finite,
               help="Learning rate of whichever optimizer is selected (the core's Adam by default).")
 @click.option("--hidden", default=None, callback=_hidden, metavar="W,W,...",
               help="Hidden layer widths of the core's MLP [default: 256,256]; a model plugin has its own options.")
-@click.option("--seed", type=int, default=777, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2**63 - 2), default=777, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--dataset", default="auto", show_default=True, help=DATASET_HELP)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
@@ -136,11 +144,14 @@ def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, **fi
         settings, pipeline = runner.select(plugins, assignments, trace=trace_plugins, **fields)
         summary = runner.train(settings, pipeline, out, _output(as_json))
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(to_json(summary, indent=2))
     if summary["status"] == "interrupted":
         click.echo(f"interrupted (Ctrl-C); the record in {summary['out']} keeps the weights of epoch "
                    f"{summary['saved']['epoch'] if summary['saved'] else 'none (no epoch finished)'}", err=True)
         sys.exit(130)
+    if summary["status"] == "diverged":
+        click.echo(f"diverged: {summary['reason']}; record in {summary['out']}", err=True)
+        sys.exit(DIVERGED)
 
 
 @click.command(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -158,4 +169,4 @@ def evaluate(run, dataset, data_dir, device, as_json, show_traceback):
     with _plugin_errors(show_traceback):
         result = runner.evaluate_run(run, dataset, data_dir, device, _output(as_json))
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(to_json(result, indent=2))

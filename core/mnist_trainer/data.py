@@ -11,6 +11,7 @@ import math
 import os
 import struct
 import warnings
+import zlib
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     import torch
 
 DATASETS = ("auto", "mnist", "mnist-sample", "fashion-mnist", "synthetic")
+SIDE = 28
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 SYNTHETIC_DEFAULT_SIZE = 6000
 FILES = {
@@ -61,12 +63,24 @@ class Dataset:
 
 
 def default_data_dir() -> Path:
-    return Path(os.environ.get("MNIST_TRAINER_DATA") or Path.home() / ".cache" / "mnist-trainer")
+    configured = os.environ.get("MNIST_TRAINER_DATA")
+    if configured and Path(configured).exists() and not Path(configured).is_dir():
+        raise UserError(f"MNIST_TRAINER_DATA={configured} is a file; point it at a folder (or unset it)")
+    return Path(configured or Path.home() / ".cache" / "mnist-trainer")
 
 
 def load_dataset(name: str, data_dir: str | None, device: "torch.device", *, train: bool = True) -> Dataset:
     """Load dataset `name` (see ``--dataset``) onto `device`; `train=False` skips the training split."""
+    try:
+        return _load(name, data_dir, device, train)
+    except OSError as error:  # a name too long, a folder without search permission, ...
+        raise UserError(f"cannot read {error.filename or data_dir}: {error.strerror}; check --data-dir and its permissions") from None
+
+
+def _load(name: str, data_dir: str | None, device: "torch.device", train: bool) -> Dataset:
     splits = ("train", "test") if train else ("test",)
+    if data_dir is not None and (name.startswith("synthetic") or name == "mnist-sample"):
+        raise UserError(f"--data-dir is not read with --dataset {name}; drop it, or use --dataset auto to read that folder")
     if name.startswith("synthetic"):
         return _synthetic(name, device, splits)
     if name == "mnist-sample":
@@ -90,7 +104,7 @@ def read_idx(path: Path) -> "torch.Tensor":
 
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise UserError(f"cannot read {path}: {error}; replace it with an intact copy") from None
     if len(raw) < 4 or raw[:3] != b"\0\0\x08" or not 1 <= raw[3] <= 3:
         raise UserError(f"{path} is not an IDX file of unsigned bytes; replace it with an intact copy")
@@ -103,6 +117,8 @@ def read_idx(path: Path) -> "torch.Tensor":
             f"{path} is truncated or corrupt: {len(raw) - header} data bytes where its header promises "
             f"{math.prod(shape)}; replace it with an intact copy"
         )
+    if math.prod(shape) == 0:
+        raise UserError(f"{path} holds no data (its shape is {shape}); replace it with an intact copy")
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).reshape(shape)
 
 
@@ -147,6 +163,9 @@ def _from_folder(name: str, folder: Path, device, splits) -> Dataset:
                 f"{paths[0]} and {paths[1]} do not match: {tuple(images.shape)} images, "
                 f"{tuple(labels.shape)} labels; expected (N, 28, 28) and (N,)"
             )
+        if images.shape[1:] != (SIDE, SIDE):
+            raise UserError(f"{paths[0]} holds {images.shape[1]}x{images.shape[2]}-pixel images; MNIST-format images are "
+                            f"{SIDE}x{SIDE}: convert them, or use another --data-dir")
         if int(labels.max()) > 9:
             raise UserError(f"{paths[1]} holds labels above 9; MNIST-format labels are 0-9")
         loaded[split] = to_split(images, labels, device)
@@ -196,9 +215,32 @@ def _synthetic(name: str, device, splits) -> Dataset:
     if name.split(":")[0] != "synthetic" or size < 10:
         raise UserError(f"invalid --dataset {name!r}: write synthetic or synthetic:N with N >= 10 training images")
     sizes = {"train": size, "test": max(size // 6, 10)}
+    refuse_oversize(f"--dataset {name}", sum(sizes.values()) * (SIDE * SIDE * 4 + 8), device, "choose a smaller N")
     seeds = {"train": 0, "test": 1}
     loaded = {split: synthetic_split(sizes[split], seeds[split], device) for split in splits}
     return Dataset(f"synthetic:{size}", "generated", loaded.get("train"), loaded["test"])
+
+
+def refuse_oversize(what: str, needed: int, device, advice: str) -> None:
+    """A user error, before anything is allocated, when `needed` bytes would not fit in the device's free memory."""
+    available = available_bytes(device)
+    if available is not None and needed > 0.8 * available:
+        raise UserError(f"{what} needs about {needed / 2**30:.1f} GiB, and {available / 2**30:.1f} GiB of memory is free "
+                        f"on {device}; {advice}")
+
+
+def available_bytes(device) -> int | None:
+    """Free memory where tensors on `device` live: the GPU's, or the system's (MemAvailable); None when unknown."""
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 def synthetic_split(count: int, seed: int, device: "torch.device", chunk: int = 4096) -> Split:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .data import refuse_oversize
 from .hookspecs import hookimpl
 from .stages import Activation, Initializer, Metric, Model, Optimizer
 
@@ -13,7 +14,11 @@ def mnist_trainer_model(settings):
     from .model import CLASSES, DEFAULT_HIDDEN, INPUTS, MLP
 
     hidden = settings.hidden or DEFAULT_HIDDEN
-    widths = "-".join(str(width) for width in (INPUTS, *hidden, CLASSES))
+    sizes = (INPUTS, *hidden, CLASSES)
+    parameters = sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes, sizes[1:]))
+    refuse_oversize(f"--hidden {','.join(map(str, hidden))}", parameters * 4 * 4, None,  # weights, gradients, two Adam moments
+                    "choose smaller widths")
+    widths = "-".join(str(width) for width in sizes)
     return Model(MLP_SUMMARY.format(widths=widths), lambda slots: MLP(hidden, slots),
                  uses=("activation", "norm", "dropout", "hidden"), kind="mlp")
 

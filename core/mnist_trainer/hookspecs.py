@@ -169,7 +169,7 @@ def mnist_trainer_epoch_end(run):
 
 @event
 def mnist_trainer_run_end(run):
-    """The run is over: ``run.status`` says how (completed, stopped, interrupted, failed), ``run.reason`` why.
+    """The run is over: ``run.status`` says how (completed, stopped, interrupted, diverged, failed), ``run.reason`` why.
 
     Called whatever the ending, before the record is finished, so a plugin may still change the
     weights that are saved (early stopping restores its best epoch here). After a failure,

@@ -157,6 +157,9 @@ def _check_model(pipeline: Pipeline, settings: Settings) -> None:
     if "norm2d" in model.uses and pipeline.norm[1] and pipeline.norm[1].build2d is None:
         raise UserError(f"plugin {pipeline.norm[0]!r} has no 2-d norm (Norm.build2d) for the convolutions of {where}; "
                         "select another norm plugin, or none")
+    if pipeline.norm[1] and settings.batch_size < pipeline.norm[1].min_batch:
+        raise UserError(f"--batch-size {settings.batch_size} is too small for plugin {pipeline.norm[0]!r}, which needs "
+                        f"{pipeline.norm[1].min_batch} images per batch to train; choose a larger batch")
     if settings.hidden is not None and "hidden" not in model.uses:
         raise UserError(f"--hidden sets the widths of the core's MLP, and plugin {owner!r} builds its own network; "
                         f"drop --hidden and use {owner}'s options instead")

@@ -5,10 +5,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,13 +24,40 @@ CHECKPOINT_FORMAT = 1
 
 
 def default_out(plugins: tuple[str, ...], root: Path = Path("runs")) -> Path:
-    """``runs/<timestamp>-<plugins>``, made unique when two runs start in the same second."""
+    """``runs/<timestamp>-<plugins>``, made unique when two runs start in the same second, and created:
+    `os.mkdir` claims a name atomically, so two runs never share one."""
     stem = time.strftime("%Y%m%d-%H%M%S") + "-" + ("-".join(sorted(plugins)) or "core")
     path, suffix = root / stem, 1
-    while path.exists():
-        suffix += 1
-        path = root / f"{stem}.{suffix}"
-    return path
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            suffix += 1
+            path = root / f"{stem}.{suffix}"
+        except OSError as error:
+            raise _cannot_write(path, error) from None
+
+
+def to_json(value: Any, **options: Any) -> str:
+    """Strict JSON (RFC 8259): a float that is not finite is written as the string "nan", "inf" or "-inf"."""
+    return json.dumps(_finite(value), allow_nan=False, default=str, **options)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def _cannot_write(path: Path, error: OSError) -> UserError:
+    """A file-system error as one line naming the path and the cause."""
+    return UserError(f"cannot write {path}: {error.strerror or error}; free some space, fix its permissions or "
+                     "choose another --out (what was written before is intact)")
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
@@ -52,31 +82,52 @@ def _umask() -> int:
 
 
 class RunFolder:
-    """One run's record. Created (and proven writable) before any training time is spent."""
+    """One run's record, claimed before any training time is spent.
+
+    The folder is claimed by creating its ``metrics.jsonl`` exclusively (``O_EXCL``): of two runs
+    given one folder at the same instant, one gets it and the other a one-line error.
+    """
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self.rows: list[dict] = []
-        if self.path.is_dir() and any(self.path.iterdir()):
-            raise UserError(f"--out {self.path} already holds files; choose a new folder so no earlier run is overwritten")
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.path / METRICS, lambda file: None)
+        except OSError as error:
+            raise _cannot_write(self.path, error) from None
+        try:
+            os.close(os.open(self.path / METRICS, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            raise UserError(f"--out {self.path} already holds a run; choose a new folder so no earlier run is overwritten") from None
         except OSError as error:
             raise UserError(f"cannot write the run record to {self.path}: {error.strerror}; choose another --out") from None
+        if len(list(self.path.iterdir())) > 1:
+            (self.path / METRICS).unlink()
+            raise UserError(f"--out {self.path} already holds files; choose a new folder so no earlier run is overwritten")
 
     def write_config(self, config: dict) -> None:
-        atomic_write(self.path / CONFIG, lambda file: json.dump(config, file, indent=2, default=str))
+        self._write(CONFIG, lambda file: file.write(to_json(config, indent=2)))
 
     def append_metrics(self, row: dict) -> None:
         """Add one JSON line to metrics.jsonl, rewriting it whole so a reader never sees half a line."""
         self.rows.append(row)
-        atomic_write(self.path / METRICS, lambda file: file.writelines(json.dumps(r) + "\n" for r in self.rows))
+        self._write(METRICS, lambda file: file.writelines(to_json(r) + "\n" for r in self.rows))
 
-    def save_checkpoint(self, checkpoint: dict) -> None:
+    def save_checkpoint(self, checkpoint: dict) -> str:
+        """Write ``model.pt``; returns its SHA-256, which ``config.json`` records so mnist-eval can verify it."""
         import torch
 
-        atomic_write(self.path / CHECKPOINT, lambda file: torch.save(checkpoint, file), mode="wb")
+        self._write(CHECKPOINT, lambda file: torch.save(checkpoint, file), mode="wb")
+        return hashlib.sha256((self.path / CHECKPOINT).read_bytes()).hexdigest()
+
+    def _write(self, name: str, write: Callable[[Any], None], mode: str = "w") -> None:
+        try:
+            atomic_write(self.path / name, write, mode)
+        except RuntimeError as error:  # torch.save reports a full disk as "unexpected pos ..."
+            raise UserError(f"cannot write {self.path / name}: {error}; free some space or choose another --out "
+                            "(what was written before is intact)") from None
+        except OSError as error:
+            raise _cannot_write(self.path / name, error) from None
 
 
 def summary(run, config: dict) -> dict:
@@ -136,7 +187,7 @@ class RecordWriter:
 
     def finish(self, run) -> None:
         if run.status != "failed" and run.history:
-            self.folder.save_checkpoint({
+            self.config["model_sha256"] = self.folder.save_checkpoint({
                 "format": CHECKPOINT_FORMAT,
                 "plugins": list(run.settings.plugins),
                 "options": run.settings.options_dict(),
@@ -146,14 +197,37 @@ class RecordWriter:
         self.folder.write_config({**self.config, "summary": summary(run, self.config)})
 
 
+CHECKPOINT_KEYS = {"format", "plugins", "options", "hidden", "state_dict"}
+
+
 def read_checkpoint(path: Path) -> dict:
-    """A finished run's checkpoint: the weights and what rebuilds the network around them."""
+    """A finished run's checkpoint, verified against the SHA-256 its config.json records; loaded without
+    running any code in it (``weights_only``)."""
     import torch
 
-    path = Path(path)
+    path, file = Path(path), Path(path) / CHECKPOINT
+    if not file.exists():
+        raise UserError(f"{path} is not a finished mnist-run record: {file} is missing")
+    if not file.is_file():  # a device such as /dev/zero would never end
+        raise UserError(f"{file} is not an mnist-trainer checkpoint: it is not a regular file; restore it, or train again")
+    expected = _recorded_sha256(path)
+    if expected and hashlib.sha256(file.read_bytes()).hexdigest() != expected:
+        raise UserError(f"{file} is not the file its run saved (its SHA-256 differs from config.json's): it was changed "
+                        "or damaged; restore it from a copy, or train again")
     try:
-        return torch.load(path / CHECKPOINT, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise UserError(f"{path} is not a finished mnist-run record: {path / CHECKPOINT} is missing") from None
-    except (OSError, ValueError, RuntimeError) as error:
-        raise UserError(f"cannot read {path / CHECKPOINT}: {error}") from None
+        with warnings.catch_warnings():  # torch warns about some foreign files before refusing them: one line is enough
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch's own messages advise weights_only=False, which would run the file's code
+        raise UserError(f"{file} is not a readable mnist-trainer checkpoint ({type(error).__name__}); "
+                        "restore it from a copy, or train again") from None
+    if not isinstance(checkpoint, dict) or not CHECKPOINT_KEYS <= set(checkpoint):
+        raise UserError(f"{file} is not an mnist-trainer checkpoint (it lacks {', '.join(sorted(CHECKPOINT_KEYS))})")
+    return checkpoint
+
+
+def _recorded_sha256(path: Path) -> str | None:
+    try:
+        return json.loads((path / CONFIG).read_text()).get("model_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None

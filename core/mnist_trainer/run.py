@@ -13,7 +13,7 @@
 | `row` | the current epoch's metrics (at `epoch_end`: epoch, lr, train_loss, test_*, seconds); add to it to record more |
 | `history` | every finished epoch's row, oldest first |
 | `weights_epoch` | the epoch whose weights `network` holds at the end: set it (to a finished epoch) when you restore an earlier one |
-| `status`, `reason` | at `run_end`: completed, stopped, interrupted or failed, and why |
+| `status`, `reason` | at `run_end`: completed, stopped, interrupted, diverged or failed, and why |
 | `stash` | a dict for plugins' own per-run state, keyed by plugin name |
 
 `report(stage, **values)` prints a line and records it; `stop(reason)` ends the run after this epoch.

@@ -7,6 +7,7 @@ events, attached for the run's duration.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -144,8 +145,9 @@ def build(pipeline: Pipeline, run: Run) -> trainer.Loop:
 def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any]) -> None:
     """Build and train `run`, emitting the run events; `run.status` says how it ended, whatever happens.
 
-    Ctrl-C ends the run as ``interrupted`` with the weights of its last complete epoch; a
-    failure is re-raised once every run-end handler has seen it. When a handler fails at run
+    Ctrl-C ends the run as ``interrupted``, and a non-finite training loss as ``diverged``, each
+    with the weights of its last complete epoch; a failure is re-raised once every run-end
+    handler has seen it. When a handler fails at run
     end after an earlier failure, the earlier one is what is reported.
     """
     events = pipeline.events
@@ -155,10 +157,13 @@ def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any]) -> None:
             loop = build(pipeline, run)
             events.emit("mnist_trainer_run_start", run=run)
             trainer.fit(loop, run.dataset, run.settings.epochs, _callbacks(run, events, kept), eval_train=run.settings.eval_train)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, trainer.Diverged) as ended:
             if kept:
                 run.network.load_state_dict(kept["weights"])
-            _finish(run, events, "interrupted", f"interrupted during epoch {run.epoch}")
+            if isinstance(ended, trainer.Diverged):
+                _finish(run, events, "diverged", _diverged(run, ended))
+            else:
+                _finish(run, events, "interrupted", f"interrupted during epoch {run.epoch}")
             return
         except Exception as error:
             try:
@@ -197,6 +202,7 @@ def evaluate_run(run: Path, dataset: str, data_dir: str | None, device: str, out
     checkpoint = read_checkpoint(run)
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{run} was written by an incompatible mnist-trainer (checkpoint format {checkpoint.get('format')})")
+    _refuse_missing_plugins(run, checkpoint["plugins"])
     hidden = tuple(checkpoint["hidden"]) if checkpoint["hidden"] else None
     settings, pipeline = select(checkpoint["plugins"], checkpoint["options"], hidden=hidden,
                                 dataset=dataset, data_dir=data_dir, device=device)
@@ -213,6 +219,22 @@ def evaluate_run(run: Path, dataset: str, data_dir: str | None, device: str, out
     output.say(f"{run} on {data.name} ({len(data.test)} test images): "
                + "  ".join(f"{k}={fmt(v)}" for k, v in metrics.items()))
     return {"run": str(run), "dataset": data.name, "test_size": len(data.test), "metrics": metrics}
+
+
+def _refuse_missing_plugins(run: Path, names: list[str]) -> None:
+    """A saved run whose plugins are gone says which distribution to install, from its config.json."""
+    installed = registry.installed_plugins()
+    missing = [name for name in names if name not in installed]
+    if not missing:
+        return
+    try:
+        recorded = {p["name"]: p for p in json.loads((run / "config.json").read_text())["plugins"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        recorded = {}
+    name = missing[0]
+    source = recorded.get(name, {"distribution": f"mnist-trainer-{name}", "version": None})
+    pin = f"=={source['version']}" if source.get("version") else ""
+    raise UserError(f"{run} was trained with plugin {name!r}, which is not installed; pip install {source['distribution']}{pin}")
 
 
 def _callbacks(run: Run, events, kept: dict) -> trainer.Callbacks:
@@ -240,6 +262,12 @@ def _callbacks(run: Run, events, kept: dict) -> trainer.Callbacks:
 
     listening = events.listens("mnist_trainer_step_end")
     return trainer.Callbacks(epoch_start, step_end if listening else None, epoch_end)
+
+
+def _diverged(run: Run, diverged: trainer.Diverged) -> str:
+    last = run.history[-1] if run.history else None
+    before = f"last finite: {last['train_loss']:.4g} in epoch {last['epoch']}, whose weights are kept" if last else "no epoch finished"
+    return f"{diverged} ({before}); lower --lr (it is {run.settings.lr}), or start from smaller weights (an init plugin)"
 
 
 def _finish(run: Run, events, status: str, reason: str) -> None:

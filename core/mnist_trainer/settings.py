@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import attrs
@@ -28,6 +29,14 @@ def choice(*values: str) -> Callable[[Any], str]:
         return text
 
     return convert
+
+
+def number(value: Any) -> float:
+    """Converter to a finite float: ``nan`` and ``inf`` are refused, as no option means them."""
+    converted = float(value)
+    if not math.isfinite(converted):
+        raise ValueError(f"{value!r} is not a finite number")
+    return converted
 
 
 def boolean(value: Any) -> bool:

@@ -42,12 +42,14 @@ class Norm:
     """The norm slot: `build(width)` returns the module for (N, width) features.
 
     `build2d(channels)` returns it for (N, channels, H, W) feature maps, for models with
-    convolutions; a norm without it cannot be used with them.
+    convolutions; a norm without it cannot be used with them. `min_batch` is the smallest
+    ``--batch-size`` it can train with.
     """
 
     summary: str
     build: Callable[[int], "torch.nn.Module"]
     build2d: Callable[[int], "torch.nn.Module"] | None = None
+    min_batch: int = 1  # batch norm needs 2 values per channel to train
 
 
 @attrs.frozen

@@ -6,6 +6,7 @@ Data stays on the device as tensors; each epoch is one seeded permutation gather
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable, Sequence
 
@@ -46,6 +47,14 @@ class Loop:
         return float(self.optimizer.param_groups[0]["lr"])
 
 
+class Diverged(Exception):
+    """An epoch's mean training loss was not a finite number: training cannot go on from there."""
+
+    def __init__(self, epoch: int, loss: float):
+        super().__init__(f"the training loss became {loss} in epoch {epoch}")
+        self.epoch, self.loss = epoch, loss
+
+
 @attrs.frozen
 class Callbacks:
     """What the loop calls: `epoch_end(row)` returns True to stop; `step_end(loss)` only when given."""
@@ -63,12 +72,18 @@ def columns(metric_names: Sequence[str], eval_train: bool) -> tuple[str, ...]:
 
 
 def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callbacks(), *, eval_train: bool = False) -> None:
-    """Train and evaluate epoch after epoch until `epochs` or until `epoch_end` (given each row) asks to stop."""
+    """Train and evaluate epoch after epoch until `epochs` or until `epoch_end` (given each row) asks to stop.
+
+    Raises `Diverged` as soon as an epoch's training loss is not finite (checked once an epoch,
+    where the loop waits for the host anyway).
+    """
     for epoch in range(1, epochs + 1):
         callbacks.epoch_start(epoch)
         started = time.perf_counter()
         row = {"epoch": epoch, "lr": loop.lr}
         row["train_loss"] = train_epoch(loop, dataset.train, callbacks.step_end)
+        if not math.isfinite(row["train_loss"]):
+            raise Diverged(epoch, row["train_loss"])
         trained = time.perf_counter()
         row.update({f"test_{k}": v for k, v in evaluate(loop.network, dataset.test, loop.metrics).items()})
         if eval_train:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from attrs.validators import ge, gt, lt
 
-from mnist_trainer import Initializer, UserError, hookimpl, option, options_hook
+from mnist_trainer import Initializer, UserError, hookimpl, number, option, options_hook
 
 MOMENTUM_SWITCH_EPOCH = 5  # Hinton's reference code raises the momentum after 5 epochs
 
@@ -23,14 +23,14 @@ MOMENTUM_SWITCH_EPOCH = 5  # Hinton's reference code raises the momentum after 5
 @attrs.frozen
 class RbmOptions:
     epochs: int = option(10, converter=int, validator=ge(1), help="an integer >= 1: passes over the data per layer")
-    lr: float = option(0.1, converter=float, validator=gt(0.0), help="a learning rate above 0")
+    lr: float = option(0.1, converter=number, validator=gt(0.0), help="a learning rate above 0")
     k: int = option(1, converter=int, validator=ge(1), help="an integer >= 1: Gibbs steps of CD-k")
     batch_size: int = option(100, converter=int, validator=ge(1), help="an integer >= 1")
-    momentum: float = option(0.5, converter=float, validator=[ge(0.0), lt(1.0)],
+    momentum: float = option(0.5, converter=number, validator=[ge(0.0), lt(1.0)],
                              help=f"a number in [0, 1), used for the first {MOMENTUM_SWITCH_EPOCH} epochs")
-    final_momentum: float = option(0.9, converter=float, validator=[ge(0.0), lt(1.0)],
+    final_momentum: float = option(0.9, converter=number, validator=[ge(0.0), lt(1.0)],
                                    help=f"a number in [0, 1), used after epoch {MOMENTUM_SWITCH_EPOCH}")
-    weight_decay: float = option(2e-4, converter=float, validator=ge(0.0), help="a number >= 0 (L2 weight cost)")
+    weight_decay: float = option(2e-4, converter=number, validator=ge(0.0), help="a number >= 0 (L2 weight cost)")
 
 
 @attrs.frozen

@@ -4,12 +4,12 @@ import attrs
 from attrs.validators import ge
 from torch import nn
 
-from mnist_trainer import Activation, hookimpl, option, options_hook
+from mnist_trainer import Activation, hookimpl, number, option, options_hook
 
 
 @attrs.frozen
 class ReluOptions:
-    negative_slope: float = option(0.0, converter=float, validator=ge(0.0), help="a number >= 0; 0 is plain ReLU")
+    negative_slope: float = option(0.0, converter=number, validator=ge(0.0), help="a number >= 0; 0 is plain ReLU")
 
 
 mnist_trainer_options = options_hook(ReluOptions)

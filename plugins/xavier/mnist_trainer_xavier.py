@@ -9,23 +9,23 @@ import math
 import attrs
 from torch.nn.init import calculate_gain
 
-from mnist_trainer import Initializer, choice, hookimpl, option, options_hook
+from mnist_trainer import Initializer, choice, hookimpl, number, option, options_hook
 from mnist_trainer.weights import DISTRIBUTIONS, fans, fill
 
 GAIN_NAMES = ("activation", "linear", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
 
 
 def to_gain(value) -> float | str:
-    """A positive number, or a nonlinearity name (``activation`` = the active one)."""
+    """A positive finite number, or a nonlinearity name (``activation`` = the active one)."""
     try:
-        number = float(value)
+        gain = number(value)
     except ValueError:
         if value in GAIN_NAMES:
             return value
         raise ValueError(f"{value!r} is neither a number nor one of {', '.join(GAIN_NAMES)}") from None
-    if not number > 0:
-        raise ValueError(f"gain must be above 0, got {number}")
-    return number
+    if not gain > 0:
+        raise ValueError(f"gain must be above 0, got {gain}")
+    return gain
 
 
 @attrs.frozen

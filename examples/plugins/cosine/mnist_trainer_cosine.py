@@ -9,12 +9,12 @@ import attrs
 import torch
 from attrs.validators import ge
 
-from mnist_trainer import Schedule, choice, hookimpl, option, options_hook
+from mnist_trainer import Schedule, choice, hookimpl, number, option, options_hook
 
 
 @attrs.frozen
 class CosineOptions:
-    eta_min: float = option(0.0, converter=float, validator=ge(0.0), help="a number, 0 or more: the final learning rate")
+    eta_min: float = option(0.0, converter=number, validator=ge(0.0), help="a number, 0 or more: the final learning rate")
     per: str = option("epoch", converter=choice("epoch", "batch"), help="epoch or batch: how often the rate moves")
 
 

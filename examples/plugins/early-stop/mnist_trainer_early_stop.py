@@ -9,7 +9,7 @@ It is a run-event plugin: it changes no stage of the pipeline.
 import attrs
 from attrs.validators import ge
 
-from mnist_trainer import UserError, choice, hookimpl, option, options_hook
+from mnist_trainer import UserError, choice, hookimpl, number, option, options_hook
 
 NAME = "early-stop"  # the entry-point name, and this plugin's key in run.stash
 BOOKKEEPING = ("epoch", "lr", "eval_seconds", "seconds")  # columns of the row that are not metrics
@@ -19,7 +19,7 @@ BOOKKEEPING = ("epoch", "lr", "eval_seconds", "seconds")  # columns of the row t
 class EarlyStopOptions:
     metric: str = option("test_loss", converter=str, help="a column of the epoch row, e.g. test_loss or test_accuracy")
     patience: int = option(3, converter=int, validator=ge(1), help="a whole number of epochs, 1 or more")
-    min_delta: float = option(0.0, converter=float, validator=ge(0.0), help="a number, 0 or more")
+    min_delta: float = option(0.0, converter=number, validator=ge(0.0), help="a number, 0 or more")
     mode: str = option("auto", converter=choice("auto", "min", "max"),
                        help="auto, min or max (auto: min when the metric's name contains 'loss', else max)")
 

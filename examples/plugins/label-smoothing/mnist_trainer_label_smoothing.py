@@ -9,12 +9,12 @@ import attrs
 import torch.nn.functional as F
 from attrs.validators import ge, lt
 
-from mnist_trainer import Regularizer, hookimpl, option, options_hook
+from mnist_trainer import Regularizer, hookimpl, number, option, options_hook
 
 
 @attrs.frozen
 class LabelSmoothingOptions:
-    eps: float = option(0.1, converter=float, validator=[ge(0.0), lt(1.0)], help="a number in [0, 1)")
+    eps: float = option(0.1, converter=number, validator=[ge(0.0), lt(1.0)], help="a number in [0, 1)")
 
 
 mnist_trainer_options = options_hook(LabelSmoothingOptions)

@@ -8,13 +8,13 @@ import attrs
 import torch
 from attrs.validators import gt
 
-from mnist_trainer import Initializer, hookimpl, option, options_hook
+from mnist_trainer import Initializer, hookimpl, number, option, options_hook
 
 
 @attrs.frozen
 class NormalInitOptions:
-    mean: float = option(0.0, converter=float, help="a number")
-    std: float = option(1.0, converter=float, validator=gt(0.0), help="a number above 0")
+    mean: float = option(0.0, converter=number, help="a number")
+    std: float = option(1.0, converter=number, validator=gt(0.0), help="a number above 0")
 
 
 mnist_trainer_options = options_hook(NormalInitOptions)

@@ -8,14 +8,14 @@ import attrs
 import torch
 from attrs.validators import ge, lt
 
-from mnist_trainer import Optimizer, boolean, hookimpl, option, options_hook
+from mnist_trainer import Optimizer, boolean, hookimpl, number, option, options_hook
 
 
 @attrs.frozen
 class SgdOptions:
-    momentum: float = option(0.9, converter=float, validator=[ge(0.0), lt(1.0)], help="a number in [0, 1)")
+    momentum: float = option(0.9, converter=number, validator=[ge(0.0), lt(1.0)], help="a number in [0, 1)")
     nesterov: bool = option(False, converter=boolean, help="true or false; true needs momentum above 0")
-    weight_decay: float = option(0.0, converter=float, validator=[ge(0.0), lt(float("inf"))], help="a number, 0 or more")
+    weight_decay: float = option(0.0, converter=number, validator=ge(0.0), help="a number, 0 or more")
 
     def __attrs_post_init__(self):
         # torch would refuse this only when the optimizer is built; refusing it here names the option.
