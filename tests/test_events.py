@@ -185,7 +185,7 @@ def test_ctrl_c_keeps_the_last_finished_epoch_and_exits_130(run_cli, fake_plugin
     out = tmp_path / "run"
     result = run_cli("--plugin", "ctrlc", *FAST, "--epochs", "5", "--json", "--out", out)
     assert result.exit_code == 130
-    assert result.stderr.strip().splitlines()[-1] == f"interrupted (Ctrl-C); the record in {out} keeps the weights of epoch 1"
+    assert result.stderr.strip().splitlines()[-1] == f"interrupted (Ctrl-C) and recorded with epoch 1; resume with: mnist-run --resume {out}"
     summary = json.loads(result.stdout)  # --json still prints the summary
     assert json.loads((out / "config.json").read_text())["summary"] == summary
     assert (summary["status"], summary["reason"], summary["epochs"]) == ("interrupted", "interrupted during epoch 2", 1)

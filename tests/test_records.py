@@ -23,7 +23,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 
 
 def test_metrics_lines_accumulate_and_stay_parseable(tmp_path):
-    folder = RunFolder(tmp_path / "run")
+    folder = RunFolder.claim(tmp_path / "run")
     for epoch in (1, 2, 3):
         folder.append_metrics({"stage": "epoch", "epoch": epoch})
         lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
@@ -40,5 +40,5 @@ def test_default_folders_never_collide(tmp_path):
 def test_a_folder_holding_files_is_refused_untouched(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="already holds files"):
-        RunFolder(tmp_path)
+        RunFolder.claim(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

@@ -82,7 +82,7 @@ def test_mnist_trainer_data_pointing_at_a_file_says_so(run_cli, tmp_path, monkey
     assert_user_error(run_cli("--epochs", "1"), [f"MNIST_TRAINER_DATA={tmp_path / 'file'} is a file"])
 
 
-@pytest.mark.parametrize("victim", [records.CONFIG, records.METRICS, records.CHECKPOINT])
+@pytest.mark.parametrize("victim", [records.CONFIG, records.METRICS, records.CHECKPOINT, records.STATE])
 def test_a_full_disk_at_any_record_file_is_one_line_and_keeps_what_was_written(run_cli, tmp_path, monkeypatch, victim):
     write = records.atomic_write
 
@@ -100,14 +100,18 @@ def test_a_full_disk_at_any_record_file_is_one_line_and_keeps_what_was_written(r
 
 
 def test_torch_saves_failing_midway_is_named_too(run_cli, tmp_path, monkeypatch):
+    save = torch.save
+
     def broken_save(obj, file):
+        if "state_dict" not in obj:  # the resumable checkpoint; fail model.pt alone
+            return save(obj, file)
         file.write(b"PK\x03\x04partial")
         raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 1408 vs 1302")
 
     monkeypatch.setattr(torch, "save", broken_save)
     out = tmp_path / "run"
     assert_user_error(run_cli("--plugin", "relu", *FAST, "--out", out), [f"cannot write {out / 'model.pt'}", "unexpected pos"])
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl"]
 
 
 def test_one_folder_is_claimed_by_one_run_only(tmp_path):
@@ -118,7 +122,7 @@ def test_one_folder_is_claimed_by_one_run_only(tmp_path):
         def claim():
             start.wait()
             try:
-                won.append(records.RunFolder(target))
+                won.append(records.RunFolder.claim(target))
             except UserError as error:
                 lost.append(error.message)
 

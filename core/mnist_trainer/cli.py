@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -18,6 +19,7 @@ import click
 
 from . import registry
 from .data import DATASETS
+from .errors import UserError
 from .records import to_json
 from .settings import parse_hidden
 
@@ -81,6 +83,34 @@ def _output(as_json: bool):
     )
 
 
+RESUME_FLAGS = {"resume", "epochs", "as_json", "trace_plugins", "show_traceback"}
+
+
+def _given(name: str) -> bool:
+    return click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+
+
+def _refuse_flags_beside_resume(ctx: click.Context) -> None:
+    """A resumed run keeps its own settings: a flag that could change them is refused by name."""
+    for param in ctx.command.params:
+        if param.name not in RESUME_FLAGS and param.expose_value and _given(param.name):
+            flag = param.opts[0]
+            raise UserError(f"{flag} cannot be changed when resuming (the run keeps the settings in its config.json); "
+                            f"drop {flag}, or start a new run")
+
+
+def _on_sigterm_interrupt() -> list:
+    """SIGTERM ends a run as Ctrl-C does (recorded, resumable); the list it returns says whether it came."""
+    received: list = []
+
+    def interrupt(signum, frame):
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    return received
+
+
 @contextlib.contextmanager
 def _plugin_errors(show_traceback: bool) -> Iterator[None]:
     """A plugin's mistake stays one line; with --traceback (or MNIST_TRAINER_DEBUG=1) its traceback comes first.
@@ -126,6 +156,11 @@ def _plugin_errors(show_traceback: bool) -> Iterator[None]:
               help="Folder with MNIST-format IDX files, or where mnist/fashion-mnist are downloaded "
                    "[default: $MNIST_TRAINER_DATA or ~/.cache/mnist-trainer].")
 @click.option("--eval-train", is_flag=True, help="Also evaluate on the training split each epoch.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Epochs between resumable checkpoints (checkpoint.pt in the run folder).")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, metavar="RUN",
+              help="Continue the run recorded in RUN from its last checkpoint, with its own settings; "
+                   "--epochs extends a finished run.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder [default: runs/<timestamp>-<plugins>].")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON on stdout (the rest goes to stderr).")
@@ -136,19 +171,27 @@ def _plugin_errors(show_traceback: bool) -> Iterator[None]:
 @click.option("--list-plugins", is_flag=True, expose_value=False, is_eager=True, callback=_list_plugins,
               help="List installed plugins and exit.")
 @click.version_option(package_name="mnist-trainer")
-def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, **fields):
+def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resume, **fields):
     """Train a network on MNIST-format data, composed from plugins (an MLP unless a model plugin is selected)."""
     from . import runner
 
+    if resume is not None:
+        _refuse_flags_beside_resume(click.get_current_context())
+    terminated = _on_sigterm_interrupt()
     with _plugin_errors(show_traceback):
-        settings, pipeline = runner.select(plugins, assignments, trace=trace_plugins, **fields)
-        summary = runner.train(settings, pipeline, out, _output(as_json))
+        if resume is not None:
+            summary = runner.resume(resume, fields["epochs"] if _given("epochs") else None, _output(as_json), trace_plugins)
+        else:
+            settings, pipeline = runner.select(plugins, assignments, trace=trace_plugins, **fields)
+            summary = runner.train(settings, pipeline, out, _output(as_json))
     if as_json:
         click.echo(to_json(summary, indent=2))
     if summary["status"] == "interrupted":
-        click.echo(f"interrupted (Ctrl-C); the record in {summary['out']} keeps the weights of epoch "
-                   f"{summary['saved']['epoch'] if summary['saved'] else 'none (no epoch finished)'}", err=True)
-        sys.exit(130)
+        signal_name, code = ("SIGTERM", 143) if terminated else ("Ctrl-C", 130)
+        kept = f"epoch {summary['saved']['epoch']}" if summary["saved"] else "no epoch (none finished)"
+        click.echo(f"interrupted ({signal_name}) and recorded with {kept}; resume with: mnist-run --resume {summary['out']}",
+                   err=True)
+        sys.exit(code)
     if summary["status"] == "diverged":
         click.echo(f"diverged: {summary['reason']}; record in {summary['out']}", err=True)
         sys.exit(DIVERGED)

@@ -19,7 +19,7 @@ from .errors import PluginError, UserError
 from .guards import describe
 from .hookspecs import hookimpl
 
-CONFIG, METRICS, CHECKPOINT = "config.json", "metrics.jsonl", "model.pt"
+CONFIG, METRICS, CHECKPOINT, STATE = "config.json", "metrics.jsonl", "model.pt", "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 
 
@@ -82,28 +82,44 @@ def _umask() -> int:
 
 
 class RunFolder:
-    """One run's record, claimed before any training time is spent.
+    """One run's record: `claim` a new one before any training time is spent, or `reopen` one to resume."""
 
-    The folder is claimed by creating its ``metrics.jsonl`` exclusively (``O_EXCL``): of two runs
-    given one folder at the same instant, one gets it and the other a one-line error.
-    """
+    def __init__(self, path: Path, rows: list[dict]):
+        self.path, self.rows = Path(path), rows
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.rows: list[dict] = []
+    @classmethod
+    def claim(cls, path: Path) -> "RunFolder":
+        """Claim `path` by creating its ``metrics.jsonl`` exclusively (``O_EXCL``): of two runs given one
+        folder at the same instant, one gets it and the other a one-line error."""
+        path = Path(path)
         try:
-            self.path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise _cannot_write(self.path, error) from None
+            raise _cannot_write(path, error) from None
         try:
-            os.close(os.open(self.path / METRICS, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            os.close(os.open(path / METRICS, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         except FileExistsError:
-            raise UserError(f"--out {self.path} already holds a run; choose a new folder so no earlier run is overwritten") from None
+            raise UserError(f"--out {path} already holds a run; choose a new folder so no earlier run is overwritten, "
+                            f"or continue it with mnist-run --resume {path}") from None
         except OSError as error:
-            raise UserError(f"cannot write the run record to {self.path}: {error.strerror}; choose another --out") from None
-        if len(list(self.path.iterdir())) > 1:
-            (self.path / METRICS).unlink()
-            raise UserError(f"--out {self.path} already holds files; choose a new folder so no earlier run is overwritten")
+            raise UserError(f"cannot write the run record to {path}: {error.strerror}; choose another --out") from None
+        if len(list(path.iterdir())) > 1:
+            (path / METRICS).unlink()
+            raise UserError(f"--out {path} already holds files; choose a new folder so no earlier run is overwritten")
+        return cls(path, [])
+
+    @classmethod
+    def reopen(cls, path: Path, epoch: int) -> "RunFolder":
+        """A recorded run's folder, its metrics kept up to `epoch` (the checkpoint it resumes from)."""
+        rows = [json.loads(line) for line in (Path(path) / METRICS).read_text().splitlines()]
+        ends = [index for index, row in enumerate(rows) if row.get("stage") == "epoch" and row.get("epoch") == epoch]
+        return cls(path, rows[: ends[-1] + 1] if ends else rows)
+
+    def save_state(self, state: dict) -> None:
+        """Write the resumable ``checkpoint.pt`` (see `Run.state`)."""
+        import torch
+
+        self._write(STATE, lambda file: torch.save(state, file), mode="wb")
 
     def write_config(self, config: dict) -> None:
         self._write(CONFIG, lambda file: file.write(to_json(config, indent=2)))
@@ -172,6 +188,8 @@ class RecordWriter:
                               f"run.row[{unrecordable[0]!r}] holds {describe(run.row[unrecordable[0]])}, which cannot be "
                               "recorded; add plain numbers or text (a tensor's .item())")
         self.folder.append_metrics({"stage": "epoch", **run.row})
+        if run.epoch % run.settings.checkpoint_every == 0:
+            self.folder.save_state(run.state())
 
     @hookimpl(wrapper=True)
     def mnist_trainer_run_end(self, run):
@@ -186,6 +204,8 @@ class RecordWriter:
             self.finish(run)
 
     def finish(self, run) -> None:
+        if run.status in ("completed", "stopped"):  # so that --resume --epochs can extend it
+            self.folder.save_state(run.state())
         if run.status != "failed" and run.history:
             self.config["model_sha256"] = self.folder.save_checkpoint({
                 "format": CHECKPOINT_FORMAT,
@@ -198,6 +218,28 @@ class RecordWriter:
 
 
 CHECKPOINT_KEYS = {"format", "plugins", "options", "hidden", "state_dict"}
+
+
+def read_config(path: Path) -> dict:
+    """A run folder's config.json, to resume it."""
+    try:
+        return json.loads((Path(path) / CONFIG).read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} holds no readable run record ({CONFIG}: {getattr(error, 'strerror', None) or error}); "
+                        "give the folder of an mnist-run") from None
+
+
+def read_state(path: Path) -> dict:
+    """A run folder's resumable checkpoint, loaded without running code from it."""
+    import torch
+
+    file = Path(path) / STATE
+    if not file.is_file():
+        raise UserError(f"{path} has no {STATE} to resume from (no epoch finished); start the run again")
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UserError(f"{file} is not a readable checkpoint ({type(error).__name__}); start the run again") from None
 
 
 def read_checkpoint(path: Path) -> dict:

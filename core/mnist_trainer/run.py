@@ -14,7 +14,8 @@
 | `history` | every finished epoch's row, oldest first |
 | `weights_epoch` | the epoch whose weights `network` holds at the end: set it (to a finished epoch) when you restore an earlier one |
 | `status`, `reason` | at `run_end`: completed, stopped, interrupted, diverged or failed, and why |
-| `stash` | a dict for plugins' own per-run state, keyed by plugin name |
+| `generators` | the run's `torch.Generator`s by name (`shuffle`, `transform`): add yours, so a resumed run draws as the uninterrupted one |
+| `stash` | a dict for plugins' own per-run state, keyed by plugin name: plain data (numbers, text, lists, dicts, tensors), since it is checkpointed |
 
 `report(stage, **values)` prints a line and records it; `stop(reason)` ends the run after this epoch.
 """
@@ -56,6 +57,7 @@ class Run:
     weights_epoch: int | None = attrs.field(default=None)
     status: str | None = None
     reason: str | None = None
+    generators: dict = attrs.Factory(dict)
     stash: dict = attrs.Factory(dict)
     started: float = attrs.Factory(time.perf_counter)
     ended: float | None = None
@@ -74,6 +76,38 @@ class Run:
     def stop(self, reason: str) -> None:
         """Ask the run to stop after this epoch; it ends with status ``stopped`` and this reason."""
         self.stop_requested = reason
+
+    def state(self) -> dict:
+        """Everything a resumed run needs to go on exactly as this one would: its checkpoint."""
+        import torch
+
+        return {
+            "epoch": self.epoch,
+            "network": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "generators": {name: generator.get_state() for name, generator in self.generators.items()},
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "history": self.history,
+            "stash": self.stash,
+        }
+
+    def restore(self, state: dict) -> None:
+        """Continue from `state`, a checkpoint of `state()`: parts, generators, history and plugins' stash."""
+        import torch
+
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        for name, generator in self.generators.items():
+            generator.set_state(state["generators"][name])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"]:
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.epoch, self.history, self.stash = state["epoch"], list(state["history"]), dict(state["stash"])
+        self.step = self.epoch * self.steps_per_epoch
 
     @property
     def saved(self) -> dict | None:

@@ -24,7 +24,7 @@ from . import registry, trainer
 from .data import DataNotice, Dataset, load_dataset
 from .errors import PluginError, UserError
 from .pipeline import Pipeline, compose
-from .records import CHECKPOINT_FORMAT, RecordWriter, RunFolder, default_out, read_checkpoint, summary
+from .records import CHECKPOINT_FORMAT, RecordWriter, RunFolder, default_out, read_checkpoint, read_config, read_state, summary
 from .reporters import Progress, Terminal, fmt
 from .run import Run
 from .settings import Settings, build_options, parse_assignments
@@ -109,14 +109,18 @@ def fast_layout(network: torch.nn.Module) -> torch.nn.Module:
     return network.to(memory_format=torch.channels_last)
 
 
-def build(pipeline: Pipeline, run: Run) -> trainer.Loop:
-    """Seed, build the network on the run's device, run the init stage, build optimizer and schedule."""
+def build(pipeline: Pipeline, run: Run, state: dict | None = None) -> trainer.Loop:
+    """Seed, build the network on the run's device, run the init stage, build optimizer and schedule.
+
+    Given a checkpoint's `state`, the run continues from it instead of being initialised.
+    """
     settings, device = run.settings, run.device
     torch.manual_seed(settings.seed)
     network = build_network(pipeline).to(device)
-    context = InitContext(layers(network), pipeline.activation[1].gain, run.dataset.train.images, settings.seed,
-                          run.report)
-    pipeline.init[1].apply(network, context)
+    if state is None:
+        context = InitContext(layers(network), pipeline.activation[1].gain, run.dataset.train.images, settings.seed,
+                              run.report)
+        pipeline.init[1].apply(network, context)
     network = fast_layout(network)
     optimizer = pipeline.optimizer[1].build(network.parameters())
     rates = sorted({float(group["lr"]) for group in optimizer.param_groups})
@@ -128,12 +132,16 @@ def build(pipeline: Pipeline, run: Run) -> trainer.Loop:
     scheduler = schedule.build(optimizer, run.steps_per_epoch, settings.epochs) if schedule else None
     run.network, run.optimizer, run.scheduler = network, optimizer, scheduler
     run.columns = trainer.columns(pipeline.metric_names, settings.eval_train)
+    run.generators = {"shuffle": _generator(device, settings.seed),
+                      "transform": _generator(device, settings.seed + TRANSFORM_SEED_OFFSET)}
+    if state is not None:
+        run.restore(state)
     return trainer.Loop(
         network=network,
         optimizer=optimizer,
         batch_size=settings.batch_size,
-        generator=_generator(device, settings.seed),
-        transform_generator=_generator(device, settings.seed + TRANSFORM_SEED_OFFSET),
+        generator=run.generators["shuffle"],
+        transform_generator=run.generators["transform"],
         metrics=[(metric.name, metric.compute) for _, metric in pipeline.metrics],
         penalties=pipeline.penalties,
         transforms=pipeline.transforms,
@@ -142,7 +150,7 @@ def build(pipeline: Pipeline, run: Run) -> trainer.Loop:
     )
 
 
-def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any]) -> None:
+def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any], state: dict | None = None) -> None:
     """Build and train `run`, emitting the run events; `run.status` says how it ended, whatever happens.
 
     Ctrl-C ends the run as ``interrupted``, and a non-finite training loss as ``diverged``, each
@@ -154,9 +162,10 @@ def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any]) -> None:
     kept: dict[str, Any] = {}
     with events.attached(builtins):
         try:
-            loop = build(pipeline, run)
+            loop = build(pipeline, run, state)
             events.emit("mnist_trainer_run_start", run=run)
-            trainer.fit(loop, run.dataset, run.settings.epochs, _callbacks(run, events, kept), eval_train=run.settings.eval_train)
+            trainer.fit(loop, run.dataset, run.settings.epochs, _callbacks(run, events, kept), first_epoch=run.epoch + 1,
+                        eval_train=run.settings.eval_train)
         except (KeyboardInterrupt, trainer.Diverged) as ended:
             if kept:
                 run.network.load_state_dict(kept["weights"])
@@ -186,15 +195,57 @@ def train(settings: Settings, pipeline: Pipeline, out: Path | None, output: Outp
     if settings.batch_size > len(dataset.train):
         raise UserError(f"--batch-size {settings.batch_size} is larger than the {len(dataset.train)} training images of {dataset.name}; choose a smaller one")
     output.say(f"{'data':<12} {dataset.name}: {len(dataset.train)} train, {len(dataset.test)} test images on {device}")
-    folder = RunFolder(out or default_out(settings.plugins))
+    folder = RunFolder.claim(out or default_out(settings.plugins))
     config = _config(settings, pipeline, dataset, device)
     folder.write_config(config)
     run = Run(settings, dataset, device, folder.path, pipeline.events)
+    execute(pipeline, run, _builtins(folder, config, output))
+    return summary(run, config)
+
+
+def resume(path: Path, epochs: int | None, output: Output, trace: bool = False) -> dict:
+    """Continue the run recorded in `path` from its last checkpoint, with its own settings (and `epochs`, to extend it).
+
+    Refused in one line when mnist-trainer, a plugin's version or the data differ from the record's.
+    """
+    config = read_config(path)
+    if config.get("mnist_trainer") != registry.core_version():
+        raise UserError(f"{path} was recorded by mnist-trainer {config.get('mnist_trainer')}, and this is "
+                        f"{registry.core_version()}; resume it with that version")
+    recorded = dict(config["settings"])
+    plugins, options = recorded.pop("plugins"), recorded.pop("options")
+    recorded["hidden"] = tuple(recorded["hidden"]) if recorded["hidden"] else None
+    settings, pipeline = select(plugins, options, trace=trace, **{**recorded, "epochs": epochs or recorded["epochs"]})
+    installed = registry.installed_plugins()
+    for plugin in config["plugins"]:
+        now = installed[plugin["name"]].version
+        if now != plugin["version"]:
+            raise UserError(f"{path} was recorded with plugin {plugin['name']!r} {plugin['version']}, and {now} is installed; "
+                            f"pip install {plugin['distribution']}=={plugin['version']} to resume it")
+    state = read_state(path)
+    if state["epoch"] >= settings.epochs:
+        raise UserError(f"{path} has finished its {state['epoch']} epochs; give --epochs with more to extend it")
+    device = resolve_device(settings.device)
+    dataset = load_data(settings, device, output)
+    now = {"name": dataset.name, "train_size": len(dataset.train), "test_size": len(dataset.test)}
+    if any(config["dataset"][key] != value for key, value in now.items()):
+        raise UserError(f"{path} was trained on {config['dataset']['name']} ({config['dataset']['train_size']} images), "
+                        f"and its data is now {dataset.name} ({len(dataset.train)}); resume it with the same data")
+    for stage, text in pipeline.describe():
+        output.say(f"{stage:<12} {text}")
+    output.say(f"{'resume':<12} from epoch {state['epoch']} of {settings.epochs}, in {path}")
+    config = {**{key: value for key, value in config.items() if key != "summary"}, "settings": _config(settings, pipeline, dataset, device)["settings"]}
+    folder = RunFolder.reopen(path, state["epoch"])
+    run = Run(settings, dataset, device, folder.path, pipeline.events)
+    execute(pipeline, run, _builtins(folder, config, output), state)
+    return summary(run, config)
+
+
+def _builtins(folder: RunFolder, config: dict, output: Output) -> dict[str, Any]:
     builtins = {"record": RecordWriter(folder, config), "terminal": Terminal(output.say)}
     if output.progress:
         builtins["progress"] = Progress()
-    execute(pipeline, run, builtins)
-    return summary(run, config)
+    return builtins
 
 
 def evaluate_run(run: Path, dataset: str, data_dir: str | None, device: str, output: Output) -> dict:

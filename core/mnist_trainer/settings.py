@@ -72,6 +72,7 @@ class Settings:
     dataset: str = "auto"
     data_dir: str | None = None
     eval_train: bool = False
+    checkpoint_every: int = 1  # epochs between resumable checkpoints
 
     def options(self, cls: type[T]) -> T:
         """The options instance of class `cls` (its defaults when none were given)."""

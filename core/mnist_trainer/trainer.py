@@ -71,13 +71,14 @@ def columns(metric_names: Sequence[str], eval_train: bool) -> tuple[str, ...]:
             "eval_seconds", "seconds")
 
 
-def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callbacks(), *, eval_train: bool = False) -> None:
+def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callbacks(), *,
+        first_epoch: int = 1, eval_train: bool = False) -> None:
     """Train and evaluate epoch after epoch until `epochs` or until `epoch_end` (given each row) asks to stop.
 
     Raises `Diverged` as soon as an epoch's training loss is not finite (checked once an epoch,
     where the loop waits for the host anyway).
     """
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first_epoch, epochs + 1):
         callbacks.epoch_start(epoch)
         started = time.perf_counter()
         row = {"epoch": epoch, "lr": loop.lr}

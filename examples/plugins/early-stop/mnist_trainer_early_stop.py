@@ -27,15 +27,6 @@ class EarlyStopOptions:
 mnist_trainer_options = options_hook(EarlyStopOptions)
 
 
-@attrs.define
-class Best:
-    """One run's best epoch so far: its number, its metric value and a copy of its weights."""
-
-    epoch: int
-    value: float
-    weights: dict
-
-
 def improves(value: float, best: float, options: EarlyStopOptions) -> bool:
     """Whether `value` beats `best` by more than `min_delta`, in the metric's direction."""
     minimise = options.mode == "min" or (options.mode == "auto" and "loss" in options.metric)
@@ -55,11 +46,12 @@ def mnist_trainer_run_start(run):
 def mnist_trainer_epoch_end(run):
     options = run.settings.options(EarlyStopOptions)
     value, best = run.row[options.metric], run.stash.get(NAME)
-    if best is None or improves(value, best.value, options):
+    if best is None or improves(value, best["value"], options):
+        # the best epoch so far, as plain data: run.stash is checkpointed, so a resumed run remembers it
         weights = {key: tensor.clone() for key, tensor in run.network.state_dict().items()}
-        run.stash[NAME] = Best(run.epoch, value, weights)
-    elif run.epoch - best.epoch >= options.patience and run.epoch < run.settings.epochs:  # the last epoch ends it anyway
-        run.stop(f"stopped early at epoch {run.epoch}, best epoch {best.epoch}")
+        run.stash[NAME] = {"epoch": run.epoch, "value": value, "weights": weights}
+    elif run.epoch - best["epoch"] >= options.patience and run.epoch < run.settings.epochs:  # the last epoch ends it anyway
+        run.stop(f"stopped early at epoch {run.epoch}, best epoch {best['epoch']}")
 
 
 @hookimpl
@@ -67,6 +59,6 @@ def mnist_trainer_run_end(run):
     best = run.stash.get(NAME)
     if best is None or run.status not in ("completed", "stopped"):
         return
-    run.network.load_state_dict(best.weights)
-    run.weights_epoch = best.epoch
-    run.report(NAME, best_epoch=best.epoch, **{run.settings.options(EarlyStopOptions).metric: best.value})
+    run.network.load_state_dict(best["weights"])
+    run.weights_epoch = best["epoch"]
+    run.report(NAME, best_epoch=best["epoch"], **{run.settings.options(EarlyStopOptions).metric: best["value"]})

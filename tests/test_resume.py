@@ -1,0 +1,101 @@
+"""Checkpoints and exact resume: a run killed part-way and resumed ends bitwise equal to the run done in one go."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from tests.conftest import console
+from tests.test_cli import FAST, assert_user_error
+
+STOPS_ITSELF = """
+import os
+import signal
+from mnist_trainer import hookimpl
+
+@hookimpl
+def mnist_trainer_step_end(run, loss):
+    if run.step == int(os.environ.get("STOP_AT_STEP", "-1")):
+        os.kill(os.getpid(), getattr(signal, os.environ["STOP_WITH"]))
+"""
+RUN = ["5" if flag == "--epochs" else arg for flag, arg in zip([None, *FAST], FAST)]  # 5 epochs of 12 steps (600 images, batch 50)
+
+
+def epochs(out):
+    """The per-epoch rows without their timings, which differ from run to run."""
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in rows if row["stage"] == "epoch"]
+
+
+def weights(out):
+    return torch.load(out / "model.pt", weights_only=True)["state_dict"]
+
+
+def assert_same_run(one, other):
+    assert epochs(one) == epochs(other) and len(epochs(one)) == 5
+    assert all(torch.equal(a, b) for a, b in zip(weights(one).values(), weights(other).values()))
+
+
+@pytest.mark.parametrize("plugins", [["relu"], ["relu", "dropout", "batchnorm"]], ids="+".join)
+def test_a_run_killed_in_epoch_3_and_resumed_equals_the_run_in_one_go(fake_plugin, tmp_path, plugins):
+    site = fake_plugin("stops", STOPS_ITSELF)
+    flags = ["--plugin", "stops", *(arg for name in plugins for arg in ("--plugin", name)), *RUN]
+    env = {"PYTHONPATH": str(site)}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert console("mnist-run", *flags, "--out", whole, env=env).returncode == 0
+    died = console("mnist-run", *flags, "--out", killed, env={**env, "STOP_AT_STEP": "30", "STOP_WITH": "SIGKILL"})
+    assert died.returncode == -9 and len(epochs(killed)) == 2  # killed in the middle of epoch 3
+    assert not [p.name for p in killed.iterdir() if p.name.startswith(".")]
+    resumed = console("mnist-run", "--resume", killed, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resume       from epoch 2 of 5" in resumed.stdout
+    assert_same_run(killed, whole)
+
+
+def test_sigterm_records_the_run_says_how_to_resume_it_and_exits_143(fake_plugin, tmp_path):
+    site = fake_plugin("stops", STOPS_ITSELF)
+    flags = ["--plugin", "stops", "--plugin", "relu", *RUN]
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    assert console("mnist-run", *flags, "--out", whole, env={"PYTHONPATH": str(site)}).returncode == 0
+    ended = console("mnist-run", *flags, "--out", stopped, env={"PYTHONPATH": str(site), "STOP_AT_STEP": "40", "STOP_WITH": "SIGTERM"})
+    assert ended.returncode == 143
+    assert ended.stderr.strip().splitlines()[-1] == (
+        f"interrupted (SIGTERM) and recorded with epoch 3; resume with: mnist-run --resume {stopped}")
+    assert json.loads((stopped / "config.json").read_text())["summary"]["status"] == "interrupted"
+    assert console("mnist-run", "--resume", stopped, env={"PYTHONPATH": str(site)}).returncode == 0
+    assert_same_run(stopped, whole)
+
+
+def test_epochs_extends_a_finished_run_as_if_it_had_been_asked_for_at_first(run_cli, tmp_path):
+    short, long = tmp_path / "short", tmp_path / "long"
+    assert run_cli("--plugin", "relu", *FAST, "--out", short).exit_code == 0  # 2 epochs
+    assert run_cli("--plugin", "relu", *RUN, "--out", long).exit_code == 0
+    extended = run_cli("--resume", short, "--epochs", "5", "--json")
+    assert extended.exit_code == 0, extended.output
+    assert json.loads(extended.stdout)["epochs"] == 5
+    assert_same_run(short, long)
+
+
+def test_what_cannot_be_resumed_is_one_line(run_cli, tmp_path):
+    out = tmp_path / "run"
+    run_cli("--plugin", "relu", *FAST, "--out", out)
+    assert_user_error(run_cli("--resume", out), [f"{out} has finished its 2 epochs; give --epochs with more to extend it"])
+    assert_user_error(run_cli("--resume", out, "--lr", "0.1"), ["--lr cannot be changed when resuming"])
+    assert_user_error(run_cli("--resume", out, "--plugin", "dropout"), ["--plugin cannot be changed when resuming"])
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "mnist_trainer": "0.0.1"}))
+    assert_user_error(run_cli("--resume", out, "--epochs", "3"), ["recorded by mnist-trainer 0.0.1", "resume it with that version"])
+    (out / "config.json").write_text(json.dumps(config))
+    (out / "checkpoint.pt").unlink()
+    assert_user_error(run_cli("--resume", out, "--epochs", "3"), ["has no checkpoint.pt to resume from"])
+    assert_user_error(run_cli("--resume", tmp_path, "--epochs", "3"), ["holds no readable run record"])
+
+
+def test_checkpoint_every_thins_the_checkpoints(run_cli, tmp_path, monkeypatch):
+    from mnist_trainer import records
+
+    saved = []
+    monkeypatch.setattr(records.RunFolder, "save_state", lambda self, state: saved.append(state["epoch"]))
+    assert run_cli("--plugin", "relu", *RUN, "--checkpoint-every", "2", "--out", tmp_path / "run").exit_code == 0
+    assert saved == [2, 4, 5]  # every second epoch, and the end so that --epochs can extend it
