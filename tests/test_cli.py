@@ -109,6 +109,12 @@ BAD_INPUT = {
     "unwritable out": (lambda tmp: ["--dataset", "synthetic:100", "--batch-size", "10", "--out", a_file(tmp)], ["cannot write", "file/run: Not a directory", "choose another --out"]),
     "out holds a run": (lambda tmp: ["--dataset", "synthetic:100", "--batch-size", "10", "--out", existing_run(tmp)], ["already holds files"]),
     "bad device": (lambda tmp: ["--device", "tpu"], ["--device 'tpu'"]),
+    "cpu:1": (lambda tmp: ["--device", "cpu:1"], ["--device 'cpu:1'", "use auto, cpu, cuda or cuda:N"]),
+    "core option": (lambda tmp: ["-o", "core.lr=0.1"], ["the core takes no -o options", "use its flags"]),
+    "newline in a value": (lambda tmp: ["--plugin", "relu", "-o", "relu.negative_slope=0.1\nEVIL"], ["relu.negative_slope=0.1 EVIL"]),
+    "out name too long": (lambda tmp: ["--dataset", "synthetic:100", "--batch-size", "10", "--out", tmp / ("x" * 300)],
+                          ["cannot write", "File name too long"]),
+    "data dir name too long": (lambda tmp: ["--data-dir", tmp / ("x" * 300)], ["File name too long"]),
 }
 
 

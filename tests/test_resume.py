@@ -86,6 +86,8 @@ def test_what_cannot_be_resumed_is_one_line(run_cli, tmp_path):
     config = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**config, "mnist_trainer": "0.0.1"}))
     assert_user_error(run_cli("--resume", out, "--epochs", "3"), ["recorded by mnist-trainer 0.0.1", "resume it with that version"])
+    (out / "config.json").write_text(json.dumps({**config, "dataset": {**config["dataset"], "train_size": 60000}}))
+    assert_user_error(run_cli("--resume", out, "--epochs", "3"), ["was trained on synthetic:600 (60000 images)", "same data"])
     (out / "config.json").write_text(json.dumps(config))
     (out / "checkpoint.pt").unlink()
     assert_user_error(run_cli("--resume", out, "--epochs", "3"), ["has no checkpoint.pt to resume from"])
@@ -99,3 +101,89 @@ def test_checkpoint_every_thins_the_checkpoints(run_cli, tmp_path, monkeypatch):
     monkeypatch.setattr(records.RunFolder, "save_state", lambda self, state: saved.append(state["epoch"]))
     assert run_cli("--plugin", "relu", *RUN, "--checkpoint-every", "2", "--out", tmp_path / "run").exit_code == 0
     assert saved == [2, 4, 5]  # every second epoch, and the end so that --epochs can extend it
+
+
+def test_sigkill_at_random_moments_leaves_a_valid_record_that_resumes_to_the_same_run(tmp_path):
+    import random
+    import subprocess
+    import time
+
+    from tests.conftest import BIN
+
+    flags = ["--plugin", "relu", "--dataset", "synthetic:12000", "--epochs", "25", "--device", "cpu"]
+    whole = tmp_path / "whole"
+    assert console("mnist-run", *flags, "--out", whole).returncode == 0
+    moments = random.Random(2026)
+    for attempt in range(3):
+        out = tmp_path / f"killed{attempt}"
+        process = subprocess.Popen([BIN / "mnist-run", *flags, "--out", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(moments.uniform(2.0, 5.0))
+        process.kill()
+        process.wait()
+        json.loads((out / "config.json").read_text())  # every visible file is whole
+        [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        if not (out / "checkpoint.pt").exists():  # killed before the first epoch ended
+            continue
+        torch.load(out / "checkpoint.pt", weights_only=True)
+        resumed = console("mnist-run", "--resume", out)
+        assert resumed.returncode == 0, resumed.stderr
+        assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file remains
+        assert epochs(out) == epochs(whole)
+        assert all(torch.equal(a, b) for a, b in zip(weights(out).values(), weights(whole).values()))
+
+
+def test_ctrl_c_on_a_terminal_records_the_run_and_exits_130(tmp_path):
+    import pty
+    import select
+
+    from tests.conftest import BIN
+
+    out = tmp_path / "run"
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: mnist-run with the pseudo-terminal as its controlling terminal
+        os.execv(BIN / "mnist-run", ["mnist-run", "--plugin", "relu", "--dataset", "synthetic:6000", "--epochs", "1000",
+                                     "--device", "cpu", "--out", str(out)])
+    seen = b""
+    while b"\n      2 " not in seen:  # the table's second epoch: one epoch is finished
+        ready, _, _ = select.select([terminal], [], [], 60)
+        assert ready, seen.decode(errors="replace")
+        seen += os.read(terminal, 4096)
+    os.write(terminal, b"\x03")  # Ctrl-C, as typed
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the child has gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 130
+    assert b"interrupted (Ctrl-C) and recorded with epoch" in seen and f"mnist-run --resume {out}".encode() in seen
+    assert json.loads((out / "config.json").read_text())["summary"]["status"] == "interrupted"
+
+
+CLAIMS = """
+import sys, time
+from mnist_trainer.errors import UserError
+from mnist_trainer.records import RunFolder
+while time.time() < float(sys.argv[2]):
+    pass
+try:
+    RunFolder.claim(sys.argv[1])
+    print("won")
+except UserError:
+    print("lost")
+"""
+
+
+def test_two_processes_claiming_one_folder_at_the_same_instant_never_share_it(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    for attempt in range(5):
+        start = time.time() + 1.0
+        processes = [subprocess.Popen([sys.executable, "-c", CLAIMS, str(tmp_path / f"shared{attempt}"), str(start)],
+                                      stdout=subprocess.PIPE, text=True) for _ in range(2)]
+        assert sorted(process.communicate(timeout=60)[0].strip() for process in processes) == ["lost", "won"]

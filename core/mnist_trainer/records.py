@@ -110,7 +110,13 @@ class RunFolder:
 
     @classmethod
     def reopen(cls, path: Path, epoch: int) -> "RunFolder":
-        """A recorded run's folder, its metrics kept up to `epoch` (the checkpoint it resumes from)."""
+        """A recorded run's folder, its metrics kept up to `epoch` (the checkpoint it resumes from).
+
+        A run killed while writing leaves the temporary file of that write behind; it goes now.
+        """
+        for name in (CONFIG, METRICS, CHECKPOINT, STATE):
+            for temporary in Path(path).glob(f".{name}.*"):
+                temporary.unlink()
         rows = [json.loads(line) for line in (Path(path) / METRICS).read_text().splitlines()]
         ends = [index for index, row in enumerate(rows) if row.get("stage") == "epoch" and row.get("epoch") == epoch]
         return cls(path, rows[: ends[-1] + 1] if ends else rows)

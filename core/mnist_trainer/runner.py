@@ -223,6 +223,9 @@ def resume(path: Path, epochs: int | None, output: Output, trace: bool = False) 
             raise UserError(f"{path} was recorded with plugin {plugin['name']!r} {plugin['version']}, and {now} is installed; "
                             f"pip install {plugin['distribution']}=={plugin['version']} to resume it")
     state = read_state(path)
+    ended = config.get("summary", {}).get("status")
+    if ended == "diverged":
+        output.warn(f"{path} diverged before; resumed with the same settings it will likely diverge again")
     if state["epoch"] >= settings.epochs:
         raise UserError(f"{path} has finished its {state['epoch']} epochs; give --epochs with more to extend it")
     device = resolve_device(settings.device)
@@ -267,9 +270,21 @@ def evaluate_run(run: Path, dataset: str, data_dir: str | None, device: str, out
         raise UserError(f"{run}/model.pt does not fit the network its plugins build now ({first[0].strip()}); "
                         "was a plugin upgraded since? reinstall the versions in its config.json") from None
     metrics = trainer.evaluate(fast_layout(network.to(torch_device)), data.test, [(m.name, m.compute) for _, m in pipeline.metrics])
+    status, saved = _recorded_ending(run)
+    if status not in (None, "completed"):
+        output.warn(f"{run} ended {status}; evaluating the weights it saved, those of epoch {saved}")
     output.say(f"{run} on {data.name} ({len(data.test)} test images): "
                + "  ".join(f"{k}={fmt(v)}" for k, v in metrics.items()))
     return {"run": str(run), "dataset": data.name, "test_size": len(data.test), "metrics": metrics}
+
+
+def _recorded_ending(run: Path) -> tuple[str | None, int | None]:
+    """How the recorded run ended, and the epoch of the weights it saved; (None, None) if its config says nothing."""
+    try:
+        ending = json.loads((run / "config.json").read_text())["summary"]
+        return ending["status"], ending["saved"]["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None
 
 
 def _refuse_missing_plugins(run: Path, names: list[str]) -> None:
