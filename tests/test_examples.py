@@ -24,12 +24,15 @@ def test_sigmoid_vs_relu_prints_one_line_per_activation():
     assert 0.0 <= accuracy <= 1.0 and Path(lines[2].split()[-1], "relu", "model.pt").is_file()
 
 
-def test_lab9_prints_every_configuration():
-    out = subprocess.run([sys.executable, ROOT / "examples" / "lab9.py", *TINY, "--json"], capture_output=True, text=True)
+def test_lab9_is_one_mnist_compare_of_its_five_configurations(tmp_path):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run([ROOT / "examples" / "lab9.sh", *TINY, "--seeds", "1", "--out", tmp_path / "lab9", "--json"],
+                         capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
-    rows = json.loads(out.stdout)
-    assert [row["configuration"] for row in rows][:3] == ["relu + normal-init", "relu + xavier", "relu + he"]
-    assert len(rows) == 7 and all(0 <= row["test_accuracy"] <= 1 and row["dataset"] == "synthetic:300" for row in rows)
+    arms = json.loads(out.stdout)["arms"]
+    assert [arm["name"] for arm in arms] == ["relu+normal-init", "relu+xavier", "relu+he", "relu+xavier+dropout", "batchnorm+he"]
+    assert all("grad-stats" in arm["plugins"] and 0 <= arm["final_test_accuracy"]["mean"] <= 1 for arm in arms)
+    assert (tmp_path / "lab9" / "curves.png").is_file() and (tmp_path / "lab9" / "gradients.png").is_file()
 
 
 def run_json(*args, out):

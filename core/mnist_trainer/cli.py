@@ -1,4 +1,4 @@
-"""The `mnist-run` and `mnist-eval` commands.
+"""The `mnist-run`, `mnist-eval`, `mnist-compare` and `mnist-plot` commands.
 
 Only click, attrs, pluggy and entry-point metadata are imported here, so ``--help``
 and ``--list-plugins`` stay fast; torch and plugin modules load inside a run.
@@ -80,6 +80,7 @@ def _output(as_json: bool):
         say=lambda line: click.echo(line, file=stream),
         warn=lambda line: click.echo(f"warning: {line}", err=True),
         progress=sys.stderr.isatty(),
+        note=lambda line: click.echo(line, err=True),
     )
 
 
@@ -137,37 +138,47 @@ def _plugin_errors(show_traceback: bool) -> Iterator[None]:
         sys.exit(130)
 
 
+def _training_options(command):
+    """The options every training command shares (mnist-run, mnist-compare)."""
+    options = [
+        click.option("--plugin", "-p", "plugins", multiple=True, metavar="NAME",
+                     help="Load an installed plugin (repeatable); order does not matter."),
+        click.option("-o", "--option", "assignments", multiple=True, metavar="NAME.KEY=VALUE",
+                     help="Set a plugin option, e.g. -o relu.negative_slope=0.01 (repeatable)."),
+        click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.001, show_default=True, callback=_finite,
+                     help="Learning rate of whichever optimizer is selected (the core's Adam by default)."),
+        click.option("--hidden", default=None, callback=_hidden, metavar="W,W,...",
+                     help="Hidden layer widths of the core's MLP [default: 256,256]; a model plugin has its own options."),
+        click.option("--seed", type=click.IntRange(0, 2**63 - 2), default=777, show_default=True),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--dataset", default="auto", show_default=True, help=DATASET_HELP),
+        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+                     help="Folder with MNIST-format IDX files, or where mnist/fashion-mnist are downloaded "
+                          "[default: $MNIST_TRAINER_DATA or ~/.cache/mnist-trainer]."),
+        click.option("--eval-train", is_flag=True, help="Also evaluate on the training split each epoch."),
+        click.option("--checkpoint-every", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+                     help="Epochs between resumable checkpoints (checkpoint.pt in the run folder)."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (the rest goes to stderr)."),
+        click.option("--traceback", "show_traceback", is_flag=True,
+                     help="Show the traceback of a plugin's error, for its author [also: MNIST_TRAINER_DEBUG=1]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command(cls=_WithPlugins, context_settings={"help_option_names": ["-h", "--help"]},
                epilog="Example: mnist-run --plugin batchnorm --plugin he")
-@click.option("--plugin", "-p", "plugins", multiple=True, metavar="NAME",
-              help="Load an installed plugin (repeatable); order does not matter.")
-@click.option("-o", "--option", "assignments", multiple=True, metavar="NAME.KEY=VALUE",
-              help="Set a plugin option, e.g. -o relu.negative_slope=0.01 (repeatable).")
-@click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.001, show_default=True, callback=_finite,
-              help="Learning rate of whichever optimizer is selected (the core's Adam by default).")
-@click.option("--hidden", default=None, callback=_hidden, metavar="W,W,...",
-              help="Hidden layer widths of the core's MLP [default: 256,256]; a model plugin has its own options.")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 2), default=777, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--dataset", default="auto", show_default=True, help=DATASET_HELP)
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder with MNIST-format IDX files, or where mnist/fashion-mnist are downloaded "
-                   "[default: $MNIST_TRAINER_DATA or ~/.cache/mnist-trainer].")
-@click.option("--eval-train", is_flag=True, help="Also evaluate on the training split each epoch.")
-@click.option("--checkpoint-every", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
-              help="Epochs between resumable checkpoints (checkpoint.pt in the run folder).")
+@_training_options
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, metavar="RUN",
               help="Continue the run recorded in RUN from its last checkpoint, with its own settings; "
                    "--epochs extends a finished run.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder [default: runs/<timestamp>-<plugins>].")
-@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON on stdout (the rest goes to stderr).")
 @click.option("--trace-plugins", is_flag=True,
               help="Print every hook call (hook, plugins, milliseconds) to stderr [also: MNIST_TRAINER_TRACE=1].")
-@click.option("--traceback", "show_traceback", is_flag=True,
-              help="Show the traceback of a plugin's error, for its author [also: MNIST_TRAINER_DEBUG=1].")
 @click.option("--list-plugins", is_flag=True, expose_value=False, is_eager=True, callback=_list_plugins,
               help="List installed plugins and exit.")
 @click.version_option(package_name="mnist-trainer")
@@ -213,3 +224,57 @@ def evaluate(run, dataset, data_dir, device, as_json, show_traceback):
         result = runner.evaluate_run(run, dataset, data_dir, device, _output(as_json))
     if as_json:
         click.echo(to_json(result, indent=2))
+
+
+@click.command(cls=_WithPlugins, context_settings={"help_option_names": ["-h", "--help"]},
+               epilog="Example: mnist-compare relu+normal-init relu+xavier relu+he --seeds 3 --dataset mnist-sample")
+@click.argument("arms", nargs=-1, metavar="ARM...")
+@_training_options
+@click.option("--seeds", default="1", show_default=True, metavar="N|S,S,...",
+              help="Train every arm once per seed: a count (from --seed on) or a list, e.g. 777,1,2.")
+@click.option("--score-on", type=click.Path(exists=True, file_okay=False), default=None, metavar="DIR",
+              help="Also evaluate every final model on the MNIST-format test set in DIR (e.g. the official one).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Comparison folder [default: runs/compare-<timestamp>].")
+def compare(arms, plugins, assignments, seeds, score_on, out, as_json, show_traceback, **fields):
+    """Train each ARM (plugins joined by +, e.g. relu+xavier; core for none) on the same data and seeds, side by side.
+
+    --plugin adds a plugin to every arm (e.g. -p grad-stats); -o applies to every arm that selects the plugin.
+    Writes every arm's run record, comparison.json, comparison.csv and, with matplotlib, curves.png and
+    gradients.png.
+    """
+    from . import compare as comparing
+
+    with _plugin_errors(show_traceback):
+        chosen = comparing.parse_arms(arms, plugins)
+        result = comparing.compare(chosen, comparing.parse_seeds(seeds, fields["seed"]), assignments,
+                                   {key: value for key, value in fields.items()}, out, score_on, _output(as_json))
+    if as_json:
+        click.echo(to_json(result, indent=2))
+
+
+@click.command(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("records", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+                metavar="RUN_OR_COMPARISON...")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The PNG file to write.")
+@click.option("--kind", type=click.Choice(["curves", "gradients"]), default="curves", show_default=True,
+              help="curves: training loss and test accuracy; gradients: each layer's gradient RMS (grad-stats).")
+def plot(records, out, kind):
+    """Draw learning curves (or gradient statistics) from existing mnist-run or mnist-compare records."""
+    try:
+        from . import plots
+    except ImportError:
+        raise UserError("mnist-plot needs matplotlib: pip install 'mnist-trainer[plot]'") from None
+    from . import compare as comparing
+
+    runs = {}
+    for path in records:
+        runs.update(comparing.load(path))
+    figure = plots.curves(runs) if kind == "curves" else plots.gradients(runs)
+    if figure is None:
+        raise UserError("no gradient statistics in these records; train with -p grad-stats")
+    try:
+        plots.save(figure, out)
+    except OSError as error:
+        raise UserError(f"cannot write {out}: {error.strerror or error}") from None
+    click.echo(f"wrote {out}", err=True)

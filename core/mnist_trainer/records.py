@@ -23,10 +23,10 @@ CONFIG, METRICS, CHECKPOINT, STATE = "config.json", "metrics.jsonl", "model.pt",
 CHECKPOINT_FORMAT = 1
 
 
-def default_out(plugins: tuple[str, ...], root: Path = Path("runs")) -> Path:
-    """``runs/<timestamp>-<plugins>``, made unique when two runs start in the same second, and created:
-    `os.mkdir` claims a name atomically, so two runs never share one."""
-    stem = time.strftime("%Y%m%d-%H%M%S") + "-" + ("-".join(sorted(plugins)) or "core")
+def default_out(plugins: tuple[str, ...], root: Path = Path("runs"), stem: str | None = None) -> Path:
+    """``runs/<timestamp>-<plugins>`` (or ``runs/<stem>``), made unique when two start in the same second, and
+    created: `os.mkdir` claims a name atomically, so two runs never share one."""
+    stem = stem or time.strftime("%Y%m%d-%H%M%S") + "-" + ("-".join(sorted(plugins)) or "core")
     path, suffix = root / stem, 1
     while True:
         try:

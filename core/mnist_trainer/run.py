@@ -3,6 +3,7 @@
 | field | what |
 | --- | --- |
 | `settings` | the run's frozen `Settings` (``settings.options(MyOptions)`` gives a plugin its options) |
+| `pipeline` | the composed pipeline as printed: ``(stage, text)`` lines |
 | `dataset` | the loaded `Dataset`: `name`, `train` and `test` splits (``len(run.dataset.train)``) on `device` |
 | `device` | the `torch.device` training runs on |
 | `folder` | the run folder (a `Path`), or None when nothing is recorded (the test kit's runs) |
@@ -45,6 +46,7 @@ class Run:
     device: "torch.device"
     folder: Path | None
     events: "Events" = attrs.field(repr=False)
+    pipeline: list = attrs.Factory(list)
     network: "torch.nn.Module | None" = None
     optimizer: "torch.optim.Optimizer | None" = None
     scheduler: Any = None

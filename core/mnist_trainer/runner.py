@@ -36,25 +36,33 @@ TRANSFORM_SEED_OFFSET = 1  # transforms draw from their own generator, so adding
 
 @attrs.frozen
 class Output:
-    """Where a run speaks: `say` for lines a person reads, `warn` for notices; `progress` shows a bar per epoch."""
+    """Where a run speaks: `say` for lines a person reads, `warn` for notices, `note` for progress (stderr);
+    `progress` shows a bar per epoch."""
 
     say: Callable[[str], None]
     warn: Callable[[str], None]
     progress: bool = False
+    note: Callable[[str], None] = lambda line: None
 
 
-def select(plugins: Sequence[str], assignments: Sequence[str] | dict, *, trace: bool = False,
+def select(plugins: Sequence[str], assignments: Sequence[str] | dict, *, trace: bool = False, only_selected: bool = False,
            **fields: Any) -> tuple[Settings, Pipeline]:
-    """Load the named plugins, validate their options, build the settings and compose the pipeline."""
+    """Load the named plugins, validate their options, build the settings and compose the pipeline.
+
+    With `only_selected`, options for plugins that are not loaded are left out instead of refused
+    (a comparison's ``-o`` applies to every arm that selects the plugin).
+    """
     raw = parse_assignments(assignments) if not isinstance(assignments, dict) else assignments
     manager = registry.make_manager()
     if trace or registry.tracing_requested():
         registry.trace(manager)
     reasons = registry.load(manager, plugins)
-    for name in raw:
+    for name in list(raw):
         if name == registry.CORE:
             raise UserError(f"-o {name}.{next(iter(raw[name]))}=...: the core takes no -o options; use its flags (see mnist-run --help)")
-        if name not in reasons:
+        if name not in reasons and only_selected:
+            raw = {key: value for key, value in raw.items() if key != name}
+        elif name not in reasons:
             raise UserError(f"option -o {name}.{next(iter(raw[name]))}=... is for plugin {name!r}, which is not selected; add --plugin {name}")
     classes = registry.option_classes(manager)
     options = tuple(
@@ -159,6 +167,7 @@ def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any], state: dict 
     end after an earlier failure, the earlier one is what is reported.
     """
     events = pipeline.events
+    run.pipeline = pipeline.describe()
     kept: dict[str, Any] = {}
     with events.attached(builtins):
         try:
@@ -186,12 +195,15 @@ def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any], state: dict 
             _finish(run, events, "completed", f"trained {len(run.history)} epochs")
 
 
-def train(settings: Settings, pipeline: Pipeline, out: Path | None, output: Output) -> dict:
-    """Train as `settings` and `pipeline` say, record it in `out`, and return the summary."""
+def train(settings: Settings, pipeline: Pipeline, out: Path | None, output: Output, dataset: Dataset | None = None) -> dict:
+    """Train as `settings` and `pipeline` say, record it in `out`, and return the summary.
+
+    `dataset`, when given, is the data already loaded on the device (a comparison loads it once).
+    """
     device = resolve_device(settings.device)
     for stage, text in pipeline.describe():
         output.say(f"{stage:<12} {text}")
-    dataset = load_data(settings, device, output)
+    dataset = dataset or load_data(settings, device, output)
     if settings.batch_size > len(dataset.train):
         raise UserError(f"--batch-size {settings.batch_size} is larger than the {len(dataset.train)} training images of {dataset.name}; choose a smaller one")
     output.say(f"{'data':<12} {dataset.name}: {len(dataset.train)} train, {len(dataset.test)} test images on {device}")

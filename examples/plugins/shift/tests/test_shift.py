@@ -2,13 +2,12 @@
 
 import collections
 import itertools
-import time
 
 import pytest
 import torch
 
 import mnist_trainer_shift as shift
-from mnist_trainer import hookimpl, testing
+from mnist_trainer import testing
 
 
 def transform_of(manager, settings):
@@ -94,40 +93,9 @@ def test_options_are_checked():
     assert shift.ShiftOptions(pixels="3").pixels == 3 and shift.ShiftOptions(pixels="27").pixels == 27
 
 
-class EpochCPUSeconds:
-    """A run listener adding each epoch's CPU seconds to its row, beside the wall-clock `seconds`."""
-
-    @hookimpl
-    def mnist_trainer_epoch_start(self, run):
-        self.started = time.process_time()
-
-    @hookimpl
-    def mnist_trainer_epoch_end(self, run):
-        run.row["cpu_seconds"] = time.process_time() - self.started
-
-
-@pytest.fixture
-def one_thread():
-    """Timing on one thread: on a small shared machine, other processes stall torch's second thread at every
-    parallel region, which would time the machine's load rather than the transform."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_an_epoch_with_the_shift_costs_at_most_a_quarter_more(mnist_manager, mnist_settings, one_thread):
-    """The default network and batch on 6,000 images, timed in CPU seconds (one thread: the work itself, which
-    wall seconds on a loaded machine are not). The variants alternate ABBA and the cheapest epoch of each counts."""
-    data = testing.tiny_data(6000)
+def test_an_epoch_with_the_shift_costs_at_most_a_quarter_more(mnist_manager, mnist_settings):
+    """The default network and batch on 6,000 images, timed as the test kit's epoch_cost does (CPU seconds on one thread)."""
     settings = mnist_settings(hidden=(256, 256), batch_size=100, epochs=3)
-    managers = {"plain": mnist_manager(), "shift": mnist_manager(shift)}
-    rows = {name: [] for name in managers}
-    for turn in range(6):
-        for name in sorted(managers, reverse=turn % 2 == 1):
-            run = testing.fit(managers[name], settings, data, listeners=(EpochCPUSeconds(),))
-            rows[name] += run.history[1:]  # the first epoch of each run warms up
-    cost = {key: min(row[key] for row in rows["shift"]) / min(row[key] for row in rows["plain"])
-            for key in ("cpu_seconds", "seconds")}
-    print(f"shift/plain cheapest epoch: {cost['cpu_seconds']:.3f} CPU seconds, {cost['seconds']:.3f} wall seconds")
-    assert cost["cpu_seconds"] <= 1.25
+    cost = testing.epoch_cost(mnist_manager(shift), mnist_manager(), settings, testing.tiny_data(6000))
+    print(f"shift/plain cheapest epoch: {cost:.3f} CPU seconds")
+    assert cost <= 1.25
