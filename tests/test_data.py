@@ -95,9 +95,9 @@ def test_official_test_set_reads():
 @pytest.mark.skipif(not (FASHION_SYSTEM_DIR / "train-images-idx3-ubyte.gz").exists(),
                     reason="Debian's dataset-fashion-mnist is not installed")
 def test_fashion_mnist_reads_the_system_copy_without_downloading(tmp_path, monkeypatch):
-    from mnist_trainer import data
+    from mnist_trainer import download
 
-    monkeypatch.setattr(data, "_download", lambda name, root: pytest.fail("must not download"))
+    monkeypatch.setattr(download, "fetch", lambda name, raw: pytest.fail("must not download"))
     fashion = load_dataset("fashion-mnist", None, CPU)
     assert (fashion.name, fashion.source) == ("fashion-mnist", str(FASHION_SYSTEM_DIR))
     assert (len(fashion.train), len(fashion.test)) == (60000, 10000)
@@ -141,12 +141,12 @@ def test_mismatched_counts_are_named(tmp_path):
 
 
 def test_offline_mnist_names_the_alternatives(tmp_path, monkeypatch):
-    from mnist_trainer import data
+    from mnist_trainer import data, download
 
-    def offline(name, root):
-        raise UserError(f"cannot download {name} into {root} (offline); {data.ALTERNATIVES}")
+    def offline(name, raw):
+        raise UserError(f"cannot download {name}: offline")
 
-    monkeypatch.setattr(data, "_download", offline)
+    monkeypatch.setattr(download, "fetch", offline)
     with pytest.raises(UserError, match="--dataset mnist-sample"):
         load_dataset("mnist", str(tmp_path), CPU)
     monkeypatch.setenv("MNIST_TRAINER_DATA", str(tmp_path / "empty-cache"))

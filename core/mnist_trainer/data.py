@@ -173,36 +173,24 @@ def _from_folder(name: str, folder: Path, device, splits) -> Dataset:
 
 
 def _torchvision(name: str, root: Path, device, splits) -> Dataset:
-    """MNIST or Fashion-MNIST through torchvision's own download, cached under `root`."""
+    """MNIST or Fashion-MNIST as torchvision downloads and caches it under `root` (see `download`)."""
+    from .download import fetch
+
     dataset_name = "fashion-mnist" if name == "fashion-mnist" else "mnist"
-    subfolder = "FashionMNIST" if name == "fashion-mnist" else "MNIST"
-    cached = _idx_folder(root, subfolder)
-    if cached is None or not all(_find(cached, stem) for split in splits for stem in FILES[split]):
+    raw = root / ("FashionMNIST" if name == "fashion-mnist" else "MNIST") / "raw"
+    if not all(_find(raw, stem) for split in splits for stem in FILES[split]):
         try:
-            _download(dataset_name, root)
-        except UserError:
+            fetch(dataset_name, raw)
+        except UserError as error:
             if name != "auto":
-                raise
+                raise UserError(f"{error.message}; {ALTERNATIVES}") from None
             warnings.warn(
-                f"MNIST is not cached in {root} and cannot be downloaded; using mnist-sample "
+                f"MNIST is not cached in {root} and could not be downloaded ({error.message}); using mnist-sample "
                 "(5,000 real digits shipped with mnist-trainer) instead",
                 DataNotice,
             )
             return load_dataset("mnist-sample", None, device, train="train" in splits)
-    return _from_folder(dataset_name, root / subfolder / "raw", device, splits)
-
-
-def _download(name: str, root: Path) -> None:
-    from torchvision import datasets
-
-    cls = datasets.FashionMNIST if name == "fashion-mnist" else datasets.MNIST
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        for train in (True, False):
-            cls(str(root), train=train, download=True)
-    except (OSError, RuntimeError) as error:
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot download {name} into {root} ({reason}); {ALTERNATIVES}") from None
+    return _from_folder(dataset_name, raw, device, splits)
 
 
 def _synthetic(name: str, device, splits) -> Dataset:
