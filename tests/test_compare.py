@@ -103,8 +103,11 @@ def test_mnist_plot_draws_from_records_and_needs_matplotlib(run_cli, tmp_path):
 
 
 def test_without_matplotlib_a_comparison_still_works_and_says_how_to_get_plots(run_cli, tmp_path, monkeypatch):
+    import mnist_trainer
+
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "mnist_trainer.plots", None)
+    monkeypatch.delattr(mnist_trainer, "plots", raising=False)  # as if never imported: no matplotlib to import it with
     comparison, result = run_compare(run_cli, "relu", "--out", tmp_path / "cmp")
     assert "warning: no plots: pip install 'mnist-trainer[plot]' (matplotlib) for the plots" in result.stderr
     assert (tmp_path / "cmp" / "comparison.json").is_file() and not (tmp_path / "cmp" / "curves.png").exists()

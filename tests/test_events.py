@@ -48,7 +48,7 @@ def test_events_come_in_order_with_the_run_as_it_stands():
     for epoch in (1, 2, 3):
         expected.append(("epoch_start", epoch, (epoch - 1) * 6))
         expected += [("step_end", epoch, (epoch - 1) * 6 + step, 0, False) for step in range(1, 7)]
-        expected.append(("epoch_end", epoch, epoch * 6, row_keys, epoch - 1))
+        expected.append(("epoch_end", epoch, epoch * 6, row_keys, epoch))  # the finished epoch is history already
     expected.append(("run_end", "completed", "trained 3 epochs", 3))
     assert recorder.seen == expected
     assert [row["epoch"] for row in run.history] == [1, 2, 3] and run.status == "completed"

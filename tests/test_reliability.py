@@ -84,14 +84,15 @@ def test_mnist_trainer_data_pointing_at_a_file_says_so(run_cli, tmp_path, monkey
 
 @pytest.mark.parametrize("victim", [records.CONFIG, records.METRICS, records.CHECKPOINT, records.STATE])
 def test_a_full_disk_at_any_record_file_is_one_line_and_keeps_what_was_written(run_cli, tmp_path, monkeypatch, victim):
-    write = records.atomic_write
+    fsync = os.fsync
 
-    def full_disk(path, *args, **kwargs):
-        if path.name == victim and (path.parent / records.CONFIG).exists():  # once the run has started recording
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        return write(path, *args, **kwargs)
+    def full_disk(descriptor):  # the disk fills while the victim's temporary file is being written
+        written = os.readlink(f"/proc/self/fd/{descriptor}")
+        if os.path.basename(written).startswith(f".{victim}.") and os.path.exists(os.path.join(os.path.dirname(written), records.CONFIG)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return fsync(descriptor)
 
-    monkeypatch.setattr(records, "atomic_write", full_disk)
+    monkeypatch.setattr(os, "fsync", full_disk)
     out = tmp_path / "run"
     assert_user_error(run_cli("--plugin", "relu", *FAST, "--out", out), [f"cannot write {out / victim}", "No space left on device"])
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files

@@ -80,7 +80,7 @@ def test_epochs_extends_a_finished_run_as_if_it_had_been_asked_for_at_first(run_
 def test_what_cannot_be_resumed_is_one_line(run_cli, tmp_path):
     out = tmp_path / "run"
     run_cli("--plugin", "relu", *FAST, "--out", out)
-    assert_user_error(run_cli("--resume", out), [f"{out} has finished its 2 epochs; give --epochs with more to extend it"])
+    assert_user_error(run_cli("--resume", out), [f"{out} has 2 finished epochs; give --epochs with more than that to extend it"])
     assert_user_error(run_cli("--resume", out, "--lr", "0.1"), ["--lr cannot be changed when resuming"])
     assert_user_error(run_cli("--resume", out, "--plugin", "dropout"), ["--plugin cannot be changed when resuming"])
     config = json.loads((out / "config.json").read_text())
@@ -118,6 +118,10 @@ def test_sigkill_at_random_moments_leaves_a_valid_record_that_resumes_to_the_sam
         out = tmp_path / f"killed{attempt}"
         process = subprocess.Popen([BIN / "mnist-run", *flags, "--out", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(moments.uniform(2.0, 5.0))
+        if process.poll() is not None or not (out / "config.json").exists():
+            process.kill()
+            process.wait()
+            continue  # finished before, or killed before it began recording: nothing to check this time
         process.kill()
         process.wait()
         json.loads((out / "config.json").read_text())  # every visible file is whole
@@ -187,3 +191,51 @@ def test_two_processes_claiming_one_folder_at_the_same_instant_never_share_it(tm
         processes = [subprocess.Popen([sys.executable, "-c", CLAIMS, str(tmp_path / f"shared{attempt}"), str(start)],
                                       stdout=subprocess.PIPE, text=True) for _ in range(2)]
         assert sorted(process.communicate(timeout=60)[0].strip() for process in processes) == ["lost", "won"]
+
+
+DRAWS = """
+import torch
+from mnist_trainer import hookimpl
+
+@hookimpl
+def mnist_trainer_run_start(run):
+    run.generators["draws"] = torch.Generator().manual_seed(5)
+
+@hookimpl
+def mnist_trainer_epoch_end(run):
+    run.row["draw"] = torch.rand((), generator=run.generators["draws"]).item()
+"""
+
+
+def test_a_plugins_own_generator_is_restored_by_resume(fake_plugin, tmp_path):
+    site = fake_plugin("stops", STOPS_ITSELF)
+    fake_plugin("draws", DRAWS)
+    flags = ["--plugin", "stops", "--plugin", "draws", "--plugin", "relu", *RUN]
+    env = {"PYTHONPATH": str(site)}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert console("mnist-run", *flags, "--out", whole, env=env).returncode == 0
+    assert console("mnist-run", *flags, "--out", killed, env={**env, "STOP_AT_STEP": "30", "STOP_WITH": "SIGKILL"}).returncode == -9
+    assert console("mnist-run", "--resume", killed, env=env).returncode == 0
+    assert [row["draw"] for row in epochs(killed)] == [row["draw"] for row in epochs(whole)]
+    assert_same_run(killed, whole)
+
+
+def test_a_folder_in_use_is_refused_and_a_schedule_is_not_stretched(run_cli, tmp_path):
+    from mnist_trainer.records import RunFolder
+
+    out = tmp_path / "run"
+    run_cli("--plugin", "relu", *FAST, "--out", out)
+    holder = RunFolder.reopen(out)  # as another process resuming it would
+    assert_user_error(run_cli("--resume", out, "--epochs", "3"), [f"{out} is in use by another mnist-run"])
+    holder.close()
+    assert run_cli("--resume", out, "--epochs", "3").exit_code == 0
+    scheduled = tmp_path / "scheduled"
+    run_cli("--plugin", "relu", "--plugin", "cosine", *FAST, "--out", scheduled)
+    assert_user_error(run_cli("--resume", scheduled, "--epochs", "4"), ["schedule was built for 2 epochs"])
+
+
+def test_an_interrupt_before_the_first_epoch_says_there_is_nothing_to_resume(run_cli, fake_plugin, tmp_path):
+    fake_plugin("early", "from mnist_trainer import hookimpl\n@hookimpl\ndef mnist_trainer_run_start(run):\n    raise KeyboardInterrupt\n")
+    result = run_cli("--plugin", "early", *FAST, "--out", tmp_path / "run")
+    assert result.exit_code == 130
+    assert "before its first epoch ended: nothing to resume; start it again" in result.stderr.strip().splitlines()[-1]

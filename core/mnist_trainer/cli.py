@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shlex
 import signal
 import sys
 import traceback
@@ -113,7 +114,7 @@ def _on_sigterm_interrupt() -> list:
 
 
 @contextlib.contextmanager
-def _plugin_errors(show_traceback: bool) -> Iterator[None]:
+def _plugin_errors(show_traceback: bool, terminated: list | None = None) -> Iterator[None]:
     """A plugin's mistake stays one line; with --traceback (or MNIST_TRAINER_DEBUG=1) its traceback comes first.
 
     Ctrl-C ends with one line and status 130; the run record already says ``interrupted``. pluggy's
@@ -133,9 +134,9 @@ def _plugin_errors(show_traceback: bool) -> Iterator[None]:
             cause = error.__cause__ or error
             traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
         raise
-    except KeyboardInterrupt:  # a second Ctrl-C, while the run was already ending
-        click.echo("interrupted (Ctrl-C)", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt:  # before the run began, or a second Ctrl-C while it was already ending
+        click.echo("interrupted (SIGTERM)" if terminated else "interrupted (Ctrl-C)", err=True)
+        sys.exit(143 if terminated else 130)
 
 
 def _training_options(command):
@@ -184,12 +185,14 @@ def _training_options(command):
 @click.version_option(package_name="mnist-trainer")
 def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resume, **fields):
     """Train a network on MNIST-format data, composed from plugins (an MLP unless a model plugin is selected)."""
-    from . import runner
-
     if resume is not None:
         _refuse_flags_beside_resume(click.get_current_context())
     terminated = _on_sigterm_interrupt()
-    with _plugin_errors(show_traceback):
+    with _plugin_errors(show_traceback, terminated):
+        from . import runner
+
+        if fields["data_dir"] is not None:  # recorded absolute, so the run resumes from any folder
+            fields["data_dir"] = str(Path(fields["data_dir"]).resolve())
         if resume is not None:
             summary = runner.resume(resume, fields["epochs"] if _given("epochs") else None, _output(as_json), trace_plugins)
         else:
@@ -199,9 +202,12 @@ def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resu
         click.echo(to_json(summary, indent=2))
     if summary["status"] == "interrupted":
         signal_name, code = ("SIGTERM", 143) if terminated else ("Ctrl-C", 130)
-        kept = f"epoch {summary['saved']['epoch']}" if summary["saved"] else "no epoch (none finished)"
-        click.echo(f"interrupted ({signal_name}) and recorded with {kept}; resume with: mnist-run --resume {summary['out']}",
-                   err=True)
+        if summary["saved"]:
+            click.echo(f"interrupted ({signal_name}) and recorded with epoch {summary['saved']['epoch']}; resume with: "
+                       f"mnist-run --resume {shlex.quote(summary['out'])}", err=True)
+        else:
+            click.echo(f"interrupted ({signal_name}) before its first epoch ended: nothing to resume; "
+                       f"start it again (the record in {summary['out']} says so)", err=True)
         sys.exit(code)
     if summary["status"] == "diverged":
         click.echo(f"diverged: {summary['reason']}; record in {summary['out']}", err=True)

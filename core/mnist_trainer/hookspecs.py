@@ -140,7 +140,8 @@ def mnist_trainer_metrics(settings, options):
 
 @event
 def mnist_trainer_run_start(run):
-    """The network is built and initialised, the optimizer made; no epoch has run (``run.epoch == 0``)."""
+    """The network is built and initialised, the optimizer made; no epoch has run (``run.epoch == 0``), or, in a
+    resumed run, ``run.epoch`` is the epoch it resumes from (add your generators to ``run.generators`` here)."""
 
 
 @event

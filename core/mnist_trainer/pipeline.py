@@ -117,7 +117,9 @@ def compose(manager, settings: Settings, reasons: Mapping[str, str] | None = Non
 def _answers(manager, stage: Stage, settings: Settings, classes: dict[str, type]) -> list[Answer]:
     """Each plugin's answer to one stage hook, type-checked and with its factories guarded."""
     found = []
-    for name in registry.implementers(manager, stage.hook):
+    for name in registry.implementers(manager, stage.hook):  # the core last
+        if stage.exclusive and name == registry.CORE and found:
+            break  # a selected plugin fills the slot: the core's default is not asked
         options = settings.options(classes[name]) if name in classes else None
         answer = registry.ask(manager, name, stage.hook, settings=settings, options=options)
         if answer is None:

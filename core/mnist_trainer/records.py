@@ -54,6 +54,19 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _lock(path: Path) -> int:
+    """An exclusive lock on the run folder (flock on its directory): one process uses a run folder at a time."""
+    import fcntl
+
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise UserError(f"{path} is in use by another mnist-run (training or resuming it); wait for it to end") from None
+    return descriptor
+
+
 def _cannot_write(path: Path, error: OSError) -> UserError:
     """A file-system error as one line naming the path and the cause."""
     return UserError(f"cannot write {path}: {error.strerror or error}; free some space, fix its permissions or "
@@ -86,6 +99,7 @@ class RunFolder:
 
     def __init__(self, path: Path, rows: list[dict]):
         self.path, self.rows = Path(path), rows
+        self.lock = _lock(self.path)  # held while this process lives: released by any exit, a kill included
 
     @classmethod
     def claim(cls, path: Path) -> "RunFolder":
@@ -109,17 +123,33 @@ class RunFolder:
         return cls(path, [])
 
     @classmethod
-    def reopen(cls, path: Path, epoch: int) -> "RunFolder":
-        """A recorded run's folder, its metrics kept up to `epoch` (the checkpoint it resumes from).
+    def reopen(cls, path: Path) -> "RunFolder":
+        """A recorded run's folder, to resume it: refused while another process uses it.
 
         A run killed while writing leaves the temporary file of that write behind; it goes now.
         """
+        folder = cls(path, [])
         for name in (CONFIG, METRICS, CHECKPOINT, STATE):
-            for temporary in Path(path).glob(f".{name}.*"):
+            for temporary in folder.path.glob(f".{name}.*"):
                 temporary.unlink()
-        rows = [json.loads(line) for line in (Path(path) / METRICS).read_text().splitlines()]
-        ends = [index for index, row in enumerate(rows) if row.get("stage") == "epoch" and row.get("epoch") == epoch]
-        return cls(path, rows[: ends[-1] + 1] if ends else rows)
+        try:
+            folder.rows = [json.loads(line) for line in (folder.path / METRICS).read_text().splitlines()]
+        except (OSError, ValueError):
+            folder.close()
+            raise UserError(f"{folder.path} holds no readable run record ({folder.path / METRICS} is missing or damaged); "
+                            "give the folder of an mnist-run") from None
+        return folder
+
+    def close(self) -> None:
+        """Release the folder for another process (or a later resume in this one)."""
+        if self.lock is not None:
+            os.close(self.lock)
+            self.lock = None
+
+    def keep_until(self, epoch: int) -> None:
+        """Drop the metrics recorded after `epoch`, the checkpoint a resumed run continues from."""
+        ends = [index for index, row in enumerate(self.rows) if row.get("stage") == "epoch" and row.get("epoch") == epoch]
+        self.rows = self.rows[: ends[-1] + 1] if ends else self.rows
 
     def save_state(self, state: dict) -> None:
         """Write the resumable ``checkpoint.pt`` (see `Run.state`)."""
@@ -194,7 +224,8 @@ class RecordWriter:
                               f"run.row[{unrecordable[0]!r}] holds {describe(run.row[unrecordable[0]])}, which cannot be "
                               "recorded; add plain numbers or text (a tensor's .item())")
         self.folder.append_metrics({"stage": "epoch", **run.row})
-        if run.epoch % run.settings.checkpoint_every == 0:
+        last = run.epoch == run.settings.epochs or run.stop_requested is not None  # so that --epochs can extend it
+        if run.epoch % run.settings.checkpoint_every == 0 or last:
             self.folder.save_state(run.state())
 
     @hookimpl(wrapper=True)
@@ -210,8 +241,6 @@ class RecordWriter:
             self.finish(run)
 
     def finish(self, run) -> None:
-        if run.status in ("completed", "stopped"):  # so that --resume --epochs can extend it
-            self.folder.save_state(run.state())
         if run.status != "failed" and run.history:
             self.config["model_sha256"] = self.folder.save_checkpoint({
                 "format": CHECKPOINT_FORMAT,
@@ -226,13 +255,23 @@ class RecordWriter:
 CHECKPOINT_KEYS = {"format", "plugins", "options", "hidden", "state_dict"}
 
 
+CONFIG_KEYS = {"mnist_trainer", "settings", "plugins", "dataset"}
+SETTINGS_KEYS = {"plugins", "options", "epochs", "batch_size", "lr", "hidden", "seed", "device", "dataset", "data_dir",
+                 "eval_train", "checkpoint_every"}
+STATE_KEYS = {"epoch": int, "network": dict, "optimizer": dict, "generators": dict, "history": list, "stash": dict}
+
+
 def read_config(path: Path) -> dict:
-    """A run folder's config.json, to resume it."""
+    """A run folder's config.json, to resume it: checked to hold what resuming reads."""
+    file = Path(path) / CONFIG
     try:
-        return json.loads((Path(path) / CONFIG).read_text())
-    except (OSError, ValueError) as error:
-        raise UserError(f"{path} holds no readable run record ({CONFIG}: {getattr(error, 'strerror', None) or error}); "
-                        "give the folder of an mnist-run") from None
+        config = json.loads(file.read_text()) if file.is_file() else None
+    except (OSError, ValueError):
+        config = None
+    if not (isinstance(config, dict) and CONFIG_KEYS <= set(config) and isinstance(config["settings"], dict)
+            and SETTINGS_KEYS <= set(config["settings"])):
+        raise UserError(f"{path} holds no readable run record ({file} is missing or damaged); give the folder of an mnist-run")
+    return config
 
 
 def read_state(path: Path) -> dict:
@@ -241,11 +280,14 @@ def read_state(path: Path) -> dict:
 
     file = Path(path) / STATE
     if not file.is_file():
-        raise UserError(f"{path} has no {STATE} to resume from (no epoch finished); start the run again")
+        raise UserError(f"{path} has no {STATE} to resume from (no epoch finished); start the run again with a new --out")
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
+        state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:
         raise UserError(f"{file} is not a readable checkpoint ({type(error).__name__}); start the run again") from None
+    if not (isinstance(state, dict) and all(isinstance(state.get(key), kind) for key, kind in STATE_KEYS.items())):
+        raise UserError(f"{file} is not an mnist-trainer checkpoint (it lacks {', '.join(STATE_KEYS)}); start the run again")
+    return state
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -269,13 +311,18 @@ def read_checkpoint(path: Path) -> dict:
     except Exception as error:  # torch's own messages advise weights_only=False, which would run the file's code
         raise UserError(f"{file} is not a readable mnist-trainer checkpoint ({type(error).__name__}); "
                         "restore it from a copy, or train again") from None
-    if not isinstance(checkpoint, dict) or not CHECKPOINT_KEYS <= set(checkpoint):
-        raise UserError(f"{file} is not an mnist-trainer checkpoint (it lacks {', '.join(sorted(CHECKPOINT_KEYS))})")
+    if not (isinstance(checkpoint, dict) and CHECKPOINT_KEYS <= set(checkpoint)
+            and isinstance(checkpoint["plugins"], list) and all(isinstance(p, str) for p in checkpoint["plugins"])
+            and isinstance(checkpoint["options"], dict) and isinstance(checkpoint["state_dict"], dict)
+            and (checkpoint["hidden"] is None or (isinstance(checkpoint["hidden"], list)
+                                                  and all(isinstance(w, int) and w > 0 for w in checkpoint["hidden"])))):
+        raise UserError(f"{file} is not an mnist-trainer checkpoint (it lacks {', '.join(sorted(CHECKPOINT_KEYS))}, "
+                        "or holds them in other forms)")
     return checkpoint
 
 
 def _recorded_sha256(path: Path) -> str | None:
     try:
-        return json.loads((path / CONFIG).read_text()).get("model_sha256")
+        return json.loads((path / CONFIG).read_text()).get("model_sha256") if (path / CONFIG).is_file() else None
     except (OSError, ValueError, AttributeError):
         return None

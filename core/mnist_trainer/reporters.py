@@ -50,7 +50,7 @@ class Terminal:
         if run.saved is not run.history[-1]:
             result += f"(the weights of epoch {run.saved['epoch']}) "
         head = "done" if run.status == "completed" else run.reason
-        self.say(f"{head}: {result}after {run.epoch} epochs in {run.seconds:.2f} s{where}")
+        self.say(f"{head}: {result}after {len(run.history)} epochs in {run.seconds:.2f} s{where}")
 
 
 class Progress:

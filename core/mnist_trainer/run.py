@@ -96,20 +96,30 @@ class Run:
         }
 
     def restore(self, state: dict) -> None:
-        """Continue from `state`, a checkpoint of `state()`: parts, generators, history and plugins' stash."""
-        import torch
+        """Continue from `state`, a checkpoint of `state()`: parts, history and plugins' stash (see `restore_generators`)."""
+        from .errors import UserError
 
-        self.network.load_state_dict(state["network"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        for name, generator in self.generators.items():
-            generator.set_state(state["generators"][name])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"]:
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        try:
+            self.network.load_state_dict(state["network"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:
+            raise UserError(f"the checkpoint does not fit the network its plugins build now "
+                            f"({str(error).strip().splitlines()[0]}); start the run again") from None
         self.epoch, self.history, self.stash = state["epoch"], list(state["history"]), dict(state["stash"])
         self.step = self.epoch * self.steps_per_epoch
+
+    def restore_generators(self, state: dict) -> None:
+        """Every generator's state, the global ones last: called once run_start has let plugins add theirs."""
+        import torch
+
+        for name, generator in self.generators.items():
+            if name in state["generators"]:
+                generator.set_state(state["generators"][name])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
 
     @property
     def saved(self) -> dict | None:

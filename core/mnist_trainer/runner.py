@@ -104,8 +104,21 @@ def load_data(settings: Settings, device: torch.device, output: Output, *, train
 
 
 def build_network(pipeline: Pipeline) -> torch.nn.Module:
-    """The model stage's network with its slots filled: the one way training, mnist-eval and the test kit build it."""
-    return pipeline.model[1].build(pipeline.slots)
+    """The model stage's network with its slots filled: the one way training, mnist-eval and the test kit build it.
+
+    Checked on two blank images in eval mode (which changes no state and draws no random number) to map
+    (N, 784) images to (N, 10) logits, so a model's mistake is named before any training.
+    """
+    owner, model = pipeline.model
+    network = model.build(pipeline.slots)
+    try:
+        with torch.no_grad():
+            shape = tuple(network.eval()(torch.zeros(2, 784)).shape)
+    except Exception as error:
+        raise PluginError.from_exception(owner, "mnist_trainer_model (build)", error) from error
+    if shape != (2, 10):
+        raise PluginError(owner, "mnist_trainer_model (build)", f"its network maps (2, 784) images to {shape}, not (2, 10) logits")
+    return network.train()
 
 
 def fast_layout(network: torch.nn.Module) -> torch.nn.Module:
@@ -173,6 +186,9 @@ def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any], state: dict 
         try:
             loop = build(pipeline, run, state)
             events.emit("mnist_trainer_run_start", run=run)
+            if state is not None:  # after run_start, where plugins add their generators
+                run.restore_generators(state)
+                kept["weights"] = {key: value.detach().clone() for key, value in run.network.state_dict().items()}
             trainer.fit(loop, run.dataset, run.settings.epochs, _callbacks(run, events, kept), first_epoch=run.epoch + 1,
                         eval_train=run.settings.eval_train)
         except (KeyboardInterrupt, trainer.Diverged) as ended:
@@ -208,11 +224,14 @@ def train(settings: Settings, pipeline: Pipeline, out: Path | None, output: Outp
         raise UserError(f"--batch-size {settings.batch_size} is larger than the {len(dataset.train)} training images of {dataset.name}; choose a smaller one")
     output.say(f"{'data':<12} {dataset.name}: {len(dataset.train)} train, {len(dataset.test)} test images on {device}")
     folder = RunFolder.claim(out or default_out(settings.plugins))
-    config = _config(settings, pipeline, dataset, device)
-    folder.write_config(config)
-    run = Run(settings, dataset, device, folder.path, pipeline.events)
-    execute(pipeline, run, _builtins(folder, config, output))
-    return summary(run, config)
+    try:
+        config = _config(settings, pipeline, dataset, device)
+        folder.write_config(config)
+        run = Run(settings, dataset, device, folder.path, pipeline.events)
+        execute(pipeline, run, _builtins(folder, config, output))
+        return summary(run, config)
+    finally:
+        folder.close()
 
 
 def resume(path: Path, epochs: int | None, output: Output, trace: bool = False) -> dict:
@@ -220,37 +239,59 @@ def resume(path: Path, epochs: int | None, output: Output, trace: bool = False) 
 
     Refused in one line when mnist-trainer, a plugin's version or the data differ from the record's.
     """
-    config = read_config(path)
-    if config.get("mnist_trainer") != registry.core_version():
-        raise UserError(f"{path} was recorded by mnist-trainer {config.get('mnist_trainer')}, and this is "
+    folder = RunFolder.reopen(path)  # locked: no other process may use it until this one ends
+    try:
+        return _resume(folder, epochs, output, trace)
+    finally:
+        folder.close()
+
+
+RESUMING = {
+    "completed": "extending a completed run",
+    "stopped": "resuming a run a plugin stopped; it may stop it again",
+    "interrupted": "resuming an interrupted run",
+    "failed": "resuming a failed run from its last checkpoint",
+    "diverged": "resuming a diverged run: with the same settings it will likely diverge again",
+}
+
+
+def _resume(folder: RunFolder, epochs: int | None, output: Output, trace: bool) -> dict:
+    path, config = folder.path, read_config(folder.path)
+    if config["mnist_trainer"] != registry.core_version():
+        raise UserError(f"{path} was recorded by mnist-trainer {config['mnist_trainer']}, and this is "
                         f"{registry.core_version()}; resume it with that version")
     recorded = dict(config["settings"])
     plugins, options = recorded.pop("plugins"), recorded.pop("options")
     recorded["hidden"] = tuple(recorded["hidden"]) if recorded["hidden"] else None
+    _refuse_missing_plugins(path, plugins)
     settings, pipeline = select(plugins, options, trace=trace, **{**recorded, "epochs": epochs or recorded["epochs"]})
     installed = registry.installed_plugins()
     for plugin in config["plugins"]:
-        now = installed[plugin["name"]].version
+        now = installed[plugin["name"]].version if plugin["name"] in installed else None
         if now != plugin["version"]:
             raise UserError(f"{path} was recorded with plugin {plugin['name']!r} {plugin['version']}, and {now} is installed; "
                             f"pip install {plugin['distribution']}=={plugin['version']} to resume it")
+    if epochs and epochs != recorded["epochs"] and pipeline.schedule[1] is not None:
+        raise UserError(f"{path}'s learning-rate schedule was built for {recorded['epochs']} epochs and would not stretch "
+                        "to another number; start a new run with --epochs instead")
     state = read_state(path)
-    ended = config.get("summary", {}).get("status")
-    if ended == "diverged":
-        output.warn(f"{path} diverged before; resumed with the same settings it will likely diverge again")
     if state["epoch"] >= settings.epochs:
-        raise UserError(f"{path} has finished its {state['epoch']} epochs; give --epochs with more to extend it")
+        raise UserError(f"{path} has {state['epoch']} finished epochs; give --epochs with more than that to extend it")
     device = resolve_device(settings.device)
     dataset = load_data(settings, device, output)
     now = {"name": dataset.name, "train_size": len(dataset.train), "test_size": len(dataset.test)}
     if any(config["dataset"][key] != value for key, value in now.items()):
         raise UserError(f"{path} was trained on {config['dataset']['name']} ({config['dataset']['train_size']} images), "
                         f"and its data is now {dataset.name} ({len(dataset.train)}); resume it with the same data")
+    status = config.get("summary", {}).get("status")
+    if status in RESUMING:
+        (output.warn if status == "diverged" else output.note)(f"{path}: {RESUMING[status]}")
     for stage, text in pipeline.describe():
         output.say(f"{stage:<12} {text}")
     output.say(f"{'resume':<12} from epoch {state['epoch']} of {settings.epochs}, in {path}")
-    config = {**{key: value for key, value in config.items() if key != "summary"}, "settings": _config(settings, pipeline, dataset, device)["settings"]}
-    folder = RunFolder.reopen(path, state["epoch"])
+    config = {**{key: value for key, value in config.items() if key != "summary"},
+              "settings": _config(settings, pipeline, dataset, device)["settings"]}
+    folder.keep_until(state["epoch"])
     run = Run(settings, dataset, device, folder.path, pipeline.events)
     execute(pipeline, run, _builtins(folder, config, output), state)
     return summary(run, config)
@@ -293,7 +334,7 @@ def evaluate_run(run: Path, dataset: str, data_dir: str | None, device: str, out
 def _recorded_ending(run: Path) -> tuple[str | None, int | None]:
     """How the recorded run ended, and the epoch of the weights it saved; (None, None) if its config says nothing."""
     try:
-        ending = json.loads((run / "config.json").read_text())["summary"]
+        ending = json.loads((run / "config.json").read_text())["summary"] if (run / "config.json").is_file() else {}
         return ending["status"], ending["saved"]["epoch"]
     except (OSError, ValueError, KeyError, TypeError):
         return None, None
@@ -306,7 +347,8 @@ def _refuse_missing_plugins(run: Path, names: list[str]) -> None:
     if not missing:
         return
     try:
-        recorded = {p["name"]: p for p in json.loads((run / "config.json").read_text())["plugins"]}
+        recorded = {p["name"]: p for p in json.loads((run / "config.json").read_text())["plugins"]} \
+            if (run / "config.json").is_file() else {}
     except (OSError, ValueError, KeyError, TypeError):
         recorded = {}
     name = missing[0]
@@ -333,8 +375,8 @@ def _callbacks(run: Run, events, kept: dict) -> trainer.Callbacks:
         if not events.listens("mnist_trainer_step_end"):
             run.step += run.steps_per_epoch
         run.row = row
+        run.history.append(row)  # the epoch is finished: its row is history for every handler, and for the checkpoint
         events.emit("mnist_trainer_epoch_end", run=run)
-        run.history.append(run.row)
         kept["weights"] = {key: value.detach().clone() for key, value in run.network.state_dict().items()}
         return run.stop_requested is not None
 

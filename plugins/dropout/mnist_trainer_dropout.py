@@ -18,4 +18,4 @@ mnist_trainer_options = options_hook(DropoutOptions)
 @hookimpl
 def mnist_trainer_regularizer(options):
     p = options.p
-    return Regularizer(f"Dropout(p={p}) in every hidden block", dropout=lambda: nn.Dropout(p))
+    return Regularizer(f"Dropout(p={p})", dropout=lambda: nn.Dropout(p))

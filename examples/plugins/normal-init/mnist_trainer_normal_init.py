@@ -1,4 +1,4 @@
-"""Every Linear weight drawn from N(mean, std^2) with ``torch.nn.init.normal_``; biases untouched.
+"""Every Linear and Conv2d weight drawn from N(mean, std^2) with ``torch.nn.init.normal_``; biases untouched.
 
 With the defaults (mean 0, std 1) this is the course lab's baseline before it
 introduces Xavier: far too large for a 784-input layer, which is the point.
