@@ -22,7 +22,9 @@ def test_run_writes_a_complete_record(run_cli, tmp_path):
     assert "ReLU [relu]" in result.stdout and "Sigmoid" not in result.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["plugins"] == [{"name": "relu", "distribution": "mnist-trainer-relu", "version": "0.1.0", "reason": "selected"}]
-    assert config["dataset"] == {"name": "synthetic:600", "source": "generated", "train_size": 600, "test_size": 100}
+    assert {k: v for k, v in config["dataset"].items() if k != "fingerprint"} == {
+        "name": "synthetic:600", "source": "generated", "train_size": 600, "test_size": 100}
+    assert len(config["dataset"]["fingerprint"]) == 64
     assert config["settings"]["hidden"] == [32, 32] and config["settings"]["options"] == {"relu": {"negative_slope": 0.0}}
     assert config["versions"]["torch"] == torch.__version__ and config["device"]["name"] == "cpu"
     assert config["summary"]["final"]["epoch"] == 2

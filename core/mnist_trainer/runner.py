@@ -21,7 +21,7 @@ import attrs
 import torch
 
 from . import registry, trainer
-from .data import DataNotice, Dataset, load_dataset
+from .data import DataNotice, Dataset, fingerprint, load_dataset
 from .errors import PluginError, UserError
 from .pipeline import Pipeline, compose
 from .records import CHECKPOINT_FORMAT, RecordWriter, RunFolder, default_out, read_checkpoint, read_config, read_state, summary
@@ -279,10 +279,12 @@ def _resume(folder: RunFolder, epochs: int | None, output: Output, trace: bool) 
         raise UserError(f"{path} has {state['epoch']} finished epochs; give --epochs with more than that to extend it")
     device = resolve_device(settings.device)
     dataset = load_data(settings, device, output)
-    now = {"name": dataset.name, "train_size": len(dataset.train), "test_size": len(dataset.test)}
-    if any(config["dataset"][key] != value for key, value in now.items()):
-        raise UserError(f"{path} was trained on {config['dataset']['name']} ({config['dataset']['train_size']} images), "
-                        f"and its data is now {dataset.name} ({len(dataset.train)}); resume it with the same data")
+    now = {"name": dataset.name, "train_size": len(dataset.train), "test_size": len(dataset.test), "fingerprint": fingerprint(dataset)}
+    differs = [key for key, value in now.items() if config["dataset"].get(key) != value]
+    if differs:
+        raise UserError(f"{path} was trained on other data ({', '.join(differs)} differ: it was {config['dataset']['name']}, "
+                        f"{config['dataset']['train_size']} images, and is now {dataset.name}, {len(dataset.train)}); "
+                        "resume it with the same data")
     status = config.get("summary", {}).get("status")
     if status in RESUMING:
         (output.warn if status == "diverged" else output.note)(f"{path}: {RESUMING[status]}")
@@ -412,7 +414,8 @@ def _config(settings: Settings, pipeline: Pipeline, dataset: Dataset, device: to
         "pipeline": dict(pipeline.describe()),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "torchvision": _version("torchvision")},
         "device": {"name": str(device), "description": _describe_device(device)},
-        "dataset": {"name": dataset.name, "source": dataset.source, "train_size": len(dataset.train), "test_size": len(dataset.test)},
+        "dataset": {"name": dataset.name, "source": dataset.source, "train_size": len(dataset.train),
+                    "test_size": len(dataset.test), "fingerprint": fingerprint(dataset)},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": sys.argv,
     }
