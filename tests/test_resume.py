@@ -93,7 +93,9 @@ def test_what_cannot_be_resumed_is_one_line(run_cli, tmp_path):
     (out / "config.json").write_text(json.dumps(config))
     (out / "checkpoint.pt").unlink()
     assert_user_error(run_cli("--resume", out, "--epochs", "3"), ["has no checkpoint.pt to resume from"])
+    (tmp_path / ".model.pt.mine").write_text("a file of the user's, named like a temporary")
     assert_user_error(run_cli("--resume", tmp_path, "--epochs", "3"), ["holds no readable run record"])
+    assert (tmp_path / ".model.pt.mine").is_file()  # a folder that is not a run's is left alone
 
 
 def test_checkpoint_every_thins_the_checkpoints(run_cli, tmp_path, monkeypatch):

@@ -129,15 +129,15 @@ class RunFolder:
         A run killed while writing leaves the temporary file of that write behind; it goes now.
         """
         folder = cls(path, [])
-        for name in (CONFIG, METRICS, CHECKPOINT, STATE):
-            for temporary in folder.path.glob(f".{name}.*"):
-                temporary.unlink()
         try:
             folder.rows = [json.loads(line) for line in (folder.path / METRICS).read_text().splitlines()]
         except (OSError, ValueError):
             folder.close()
             raise UserError(f"{folder.path} holds no readable run record ({folder.path / METRICS} is missing or damaged); "
                             "give the folder of an mnist-run") from None
+        for name in (CONFIG, METRICS, CHECKPOINT, STATE):  # only once the folder is known to be a run's
+            for temporary in folder.path.glob(f".{name}.*"):
+                temporary.unlink()
         return folder
 
     def close(self) -> None:
