@@ -261,16 +261,22 @@ SETTINGS_KEYS = {"plugins", "options", "epochs", "batch_size", "lr", "hidden", "
 STATE_KEYS = {"epoch": int, "network": dict, "optimizer": dict, "generators": dict, "history": list, "stash": dict}
 
 
-def read_config(path: Path) -> dict:
-    """A run folder's config.json, to resume it: checked to hold what resuming reads."""
+def recorded(path: Path) -> dict:
+    """A run folder's config.json as a dict; empty when it is missing, damaged or not a regular file."""
     file = Path(path) / CONFIG
     try:
-        config = json.loads(file.read_text()) if file.is_file() else None
+        config = json.loads(file.read_text()) if file.is_file() else {}
     except (OSError, ValueError):
-        config = None
-    if not (isinstance(config, dict) and CONFIG_KEYS <= set(config) and isinstance(config["settings"], dict)
-            and SETTINGS_KEYS <= set(config["settings"])):
-        raise UserError(f"{path} holds no readable run record ({file} is missing or damaged); give the folder of an mnist-run")
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def read_config(path: Path) -> dict:
+    """A run folder's config.json, to resume it: checked to hold what resuming reads."""
+    config = recorded(path)
+    if not (CONFIG_KEYS <= set(config) and isinstance(config["settings"], dict) and SETTINGS_KEYS <= set(config["settings"])):
+        raise UserError(f"{path} holds no readable run record ({Path(path) / CONFIG} is missing or damaged); "
+                        "give the folder of an mnist-run")
     return config
 
 
@@ -300,7 +306,7 @@ def read_checkpoint(path: Path) -> dict:
         raise UserError(f"{path} is not a finished mnist-run record: {file} is missing")
     if not file.is_file():  # a device such as /dev/zero would never end
         raise UserError(f"{file} is not an mnist-trainer checkpoint: it is not a regular file; restore it, or train again")
-    expected = _recorded_sha256(path)
+    expected = recorded(path).get("model_sha256")
     if expected and hashlib.sha256(file.read_bytes()).hexdigest() != expected:
         raise UserError(f"{file} is not the file its run saved (its SHA-256 differs from config.json's): it was changed "
                         "or damaged; restore it from a copy, or train again")
@@ -320,9 +326,3 @@ def read_checkpoint(path: Path) -> dict:
                         "or holds them in other forms)")
     return checkpoint
 
-
-def _recorded_sha256(path: Path) -> str | None:
-    try:
-        return json.loads((path / CONFIG).read_text()).get("model_sha256") if (path / CONFIG).is_file() else None
-    except (OSError, ValueError, AttributeError):
-        return None

@@ -7,7 +7,6 @@ events, attached for the run's duration.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -24,7 +23,8 @@ from . import registry, trainer
 from .data import DataNotice, Dataset, fingerprint, load_dataset
 from .errors import PluginError, UserError
 from .pipeline import Pipeline, compose
-from .records import CHECKPOINT_FORMAT, RecordWriter, RunFolder, default_out, read_checkpoint, read_config, read_state, summary
+from .records import (CHECKPOINT_FORMAT, RecordWriter, RunFolder, default_out, read_checkpoint, read_config, read_state,
+                      recorded, summary)
 from .reporters import Progress, Terminal, fmt
 from .run import Run
 from .settings import Settings, build_options, parse_assignments
@@ -176,8 +176,8 @@ def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any], state: dict 
 
     Ctrl-C ends the run as ``interrupted``, and a non-finite training loss as ``diverged``, each
     with the weights of its last complete epoch; a failure is re-raised once every run-end
-    handler has seen it. When a handler fails at run
-    end after an earlier failure, the earlier one is what is reported.
+    handler has seen it, and when a handler fails at run end after an earlier failure, the
+    earlier one is what is reported.
     """
     events = pipeline.events
     run.pipeline = pipeline.describe()
@@ -188,7 +188,7 @@ def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any], state: dict 
             events.emit("mnist_trainer_run_start", run=run)
             if state is not None:  # after run_start, where plugins add their generators
                 run.restore_generators(state)
-                kept["weights"] = {key: value.detach().clone() for key, value in run.network.state_dict().items()}
+                kept["weights"] = _copy_weights(run.network)
             trainer.fit(loop, run.dataset, run.settings.epochs, _callbacks(run, events, kept), first_epoch=run.epoch + 1,
                         eval_train=run.settings.eval_train)
         except (KeyboardInterrupt, trainer.Diverged) as ended:
@@ -217,8 +217,7 @@ def train(settings: Settings, pipeline: Pipeline, out: Path | None, output: Outp
     `dataset`, when given, is the data already loaded on the device (a comparison loads it once).
     """
     device = resolve_device(settings.device)
-    for stage, text in pipeline.describe():
-        output.say(f"{stage:<12} {text}")
+    _say_pipeline(pipeline, output)
     dataset = dataset or load_data(settings, device, output)
     if settings.batch_size > len(dataset.train):
         raise UserError(f"--batch-size {settings.batch_size} is larger than the {len(dataset.train)} training images of {dataset.name}; choose a smaller one")
@@ -288,11 +287,9 @@ def _resume(folder: RunFolder, epochs: int | None, output: Output, trace: bool) 
     status = config.get("summary", {}).get("status")
     if status in RESUMING:
         (output.warn if status == "diverged" else output.note)(f"{path}: {RESUMING[status]}")
-    for stage, text in pipeline.describe():
-        output.say(f"{stage:<12} {text}")
+    _say_pipeline(pipeline, output)
     output.say(f"{'resume':<12} from epoch {state['epoch']} of {settings.epochs}, in {path}")
-    config = {**{key: value for key, value in config.items() if key != "summary"},
-              "settings": _config(settings, pipeline, dataset, device)["settings"]}
+    config = {**{key: value for key, value in config.items() if key != "summary"}, "settings": _settings_record(settings)}
     folder.keep_until(state["epoch"])
     run = Run(settings, dataset, device, folder.path, pipeline.events)
     execute(pipeline, run, _builtins(folder, config, output), state)
@@ -336,9 +333,9 @@ def evaluate_run(run: Path, dataset: str, data_dir: str | None, device: str, out
 def _recorded_ending(run: Path) -> tuple[str | None, int | None]:
     """How the recorded run ended, and the epoch of the weights it saved; (None, None) if its config says nothing."""
     try:
-        ending = json.loads((run / "config.json").read_text())["summary"] if (run / "config.json").is_file() else {}
+        ending = recorded(run)["summary"]
         return ending["status"], ending["saved"]["epoch"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None, None
 
 
@@ -349,12 +346,11 @@ def _refuse_missing_plugins(run: Path, names: list[str]) -> None:
     if not missing:
         return
     try:
-        recorded = {p["name"]: p for p in json.loads((run / "config.json").read_text())["plugins"]} \
-            if (run / "config.json").is_file() else {}
-    except (OSError, ValueError, KeyError, TypeError):
-        recorded = {}
+        sources = {plugin["name"]: plugin for plugin in recorded(run)["plugins"]}
+    except (KeyError, TypeError):
+        sources = {}
     name = missing[0]
-    source = recorded.get(name, {"distribution": f"mnist-trainer-{name}", "version": None})
+    source = sources.get(name, {"distribution": f"mnist-trainer-{name}", "version": None})
     pin = f"=={source['version']}" if source.get("version") else ""
     raise UserError(f"{run} was trained with plugin {name!r}, which is not installed; pip install {source['distribution']}{pin}")
 
@@ -379,11 +375,20 @@ def _callbacks(run: Run, events, kept: dict) -> trainer.Callbacks:
         run.row = row
         run.history.append(row)  # the epoch is finished: its row is history for every handler, and for the checkpoint
         events.emit("mnist_trainer_epoch_end", run=run)
-        kept["weights"] = {key: value.detach().clone() for key, value in run.network.state_dict().items()}
+        kept["weights"] = _copy_weights(run.network)
         return run.stop_requested is not None
 
     listening = events.listens("mnist_trainer_step_end")
     return trainer.Callbacks(epoch_start, step_end if listening else None, epoch_end)
+
+
+def _copy_weights(network: torch.nn.Module) -> dict:
+    return {key: value.detach().clone() for key, value in network.state_dict().items()}
+
+
+def _say_pipeline(pipeline: Pipeline, output: Output) -> None:
+    for stage, text in pipeline.describe():
+        output.say(f"{stage:<12} {text}")
 
 
 def _diverged(run: Run, diverged: trainer.Diverged) -> str:
@@ -403,10 +408,9 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 
 def _config(settings: Settings, pipeline: Pipeline, dataset: Dataset, device: torch.device) -> dict:
     installed = registry.installed_plugins()
-    fields = attrs.asdict(settings, filter=lambda attribute, _: attribute.name != "plugin_options")
     return {
         "mnist_trainer": registry.core_version(),
-        "settings": {**fields, "options": settings.options_dict()},
+        "settings": _settings_record(settings),
         "plugins": [
             {"name": name, "distribution": installed[name].distribution, "version": installed[name].version, "reason": reason}
             for name, reason in sorted(pipeline.reasons.items())
@@ -419,6 +423,11 @@ def _config(settings: Settings, pipeline: Pipeline, dataset: Dataset, device: to
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": sys.argv,
     }
+
+
+def _settings_record(settings: Settings) -> dict:
+    fields = attrs.asdict(settings, filter=lambda attribute, _: attribute.name != "plugin_options")
+    return {**fields, "options": settings.options_dict()}
 
 
 def _describe_device(device: torch.device) -> str:
