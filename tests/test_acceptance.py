@@ -89,7 +89,7 @@ def test_vanishing_gradients_shown_by_mnist_compare(tmp_path):
 
 def test_module_entry_point_and_version():
     out = subprocess.run([sys.executable, "-m", "mnist_trainer", "--version"], capture_output=True, text=True)
-    assert out.returncode == 0 and "0.1.0" in out.stdout
+    assert out.returncode == 0 and "0.2.0" in out.stdout
 
 
 def test_help_and_listing_are_fast_and_import_no_torch():

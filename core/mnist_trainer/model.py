@@ -32,8 +32,9 @@ class MLP(nn.Sequential):
 
 def _block(fan_in: int, width: int, slots: Slots) -> nn.Sequential:
     block = nn.Sequential()
-    block.add_module("linear", nn.Linear(fan_in, width))
-    for norm in slots.norm(width):
+    norms = slots.norm(width)
+    block.add_module("linear", nn.Linear(fan_in, width, bias=not norms))  # a norm's shift replaces the bias
+    for norm in norms:
         block.add_module("norm", norm)
     block.add_module("activation", slots.activation())
     dropouts = slots.dropout()

@@ -44,7 +44,8 @@ def mnist_trainer_model(options):
     def build(slots):
         layers, previous = [nn.Unflatten(1, (1, SIDE, SIDE))], 1
         for width in channels:
-            layers += [nn.Conv2d(previous, width, 3, padding=1), *slots.norm2d(width), slots.activation(), nn.MaxPool2d(2)]
+            norms = slots.norm2d(width)  # a norm's shift replaces the convolution's bias
+            layers += [nn.Conv2d(previous, width, 3, padding=1, bias=not norms), *norms, slots.activation(), nn.MaxPool2d(2)]
             previous = width
         return nn.Sequential(*layers, nn.Flatten(), *slots.dropout(), nn.Linear(features, CLASSES))
 
