@@ -73,9 +73,12 @@ def _hidden(_ctx, _param, value: str | None) -> tuple[int, ...] | None:
     return parse_hidden(value) if value is not None else None
 
 
-def _output(as_json: bool):
+def _output(as_json: bool, quiet: bool = False):
+    """Lines to stdout (stderr under --json); nothing but errors from processes other than rank 0 under torchrun."""
     from .runner import Output
 
+    if quiet:
+        return Output(say=lambda line: None, warn=lambda line: None)
     stream = sys.stderr if as_json else sys.stdout
     return Output(
         say=lambda line: click.echo(line, file=stream),
@@ -85,7 +88,7 @@ def _output(as_json: bool):
     )
 
 
-RESUME_FLAGS = {"resume", "epochs", "as_json", "trace_plugins", "show_traceback"}
+RESUME_FLAGS = {"resume", "epochs", "as_json", "trace_plugins", "show_traceback", "backend"}
 
 
 def _given(name: str) -> bool:
@@ -180,24 +183,33 @@ def _training_options(command):
               help="Run folder [default: runs/<timestamp>-<plugins>].")
 @click.option("--trace-plugins", is_flag=True,
               help="Print every hook call (hook, plugins, milliseconds) to stderr [also: MNIST_TRAINER_TRACE=1].")
+@click.option("--backend", type=click.Choice(["auto", "gloo", "nccl"]), default="auto", show_default=True,
+              help="Under torchrun: the process group's backend (auto: nccl on CUDA, gloo on the CPU).")
 @click.option("--list-plugins", is_flag=True, expose_value=False, is_eager=True, callback=_list_plugins,
               help="List installed plugins and exit.")
 @click.version_option(package_name="mnist-trainer")
-def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resume, **fields):
+def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resume, backend, **fields):
     """Train a network on MNIST-format data, composed from plugins (an MLP unless a model plugin is selected)."""
     if resume is not None:
         _refuse_flags_beside_resume(click.get_current_context())
     terminated = _on_sigterm_interrupt()
+    if "WORLD_SIZE" in os.environ:  # under torchrun: c10d's own logs of a failure would bury the one line each process says
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     with _plugin_errors(show_traceback, terminated):
         from . import runner
+        from .world import joined
 
         if fields["data_dir"] is not None:  # recorded absolute, so the run resumes from any folder
             fields["data_dir"] = str(Path(fields["data_dir"]).resolve())
-        if resume is not None:
-            summary = runner.resume(resume, fields["epochs"] if _given("epochs") else None, _output(as_json), trace_plugins)
-        else:
-            settings, pipeline = runner.select(plugins, assignments, trace=trace_plugins, **fields)
-            summary = runner.train(settings, pipeline, out, _output(as_json))
+        with joined(runner.recorded_device(resume) if resume else fields["device"], backend) as world:
+            output = _output(as_json, quiet=not world.leader)
+            if resume is not None:
+                summary = runner.resume(resume, fields["epochs"] if _given("epochs") else None, output, trace_plugins, world)
+            else:
+                settings, pipeline = runner.select(plugins, assignments, trace=trace_plugins, **fields)
+                summary = runner.train(settings, pipeline, out, output, world=world)
+    if not world.leader:
+        sys.exit({"interrupted": 143 if terminated else 130, "diverged": DIVERGED}.get(summary["status"], 0))
     if as_json:
         click.echo(to_json(summary, indent=2))
     if summary["status"] == "interrupted":

@@ -14,7 +14,7 @@ receives the `Run` (see `mnist_trainer.run`).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, TypeVar
 
 import attrs
 import pluggy
@@ -22,9 +22,21 @@ import pluggy
 from . import stages
 
 PROJECT = "mnist_trainer"
+F = TypeVar("F", bound=Callable)
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+EVERY_RANK = "mnist_trainer_every_rank"
+
+
+def every_rank(handler: F) -> F:
+    """Mark a run-event handler to run in every process under torchrun; unmarked ones run on rank 0 alone.
+
+    Rank 0 holds the whole run's view (it prints and records); mark a handler that must act in
+    each process, such as one changing the network every process trains. Stack it with `hookimpl`.
+    """
+    setattr(handler, EVERY_RANK, True)
+    return handler
 
 
 @attrs.frozen

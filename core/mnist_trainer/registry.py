@@ -195,14 +195,18 @@ def option_classes(manager: pluggy.PluginManager) -> dict[str, type]:
 
 
 class Events:
-    """Calls run events through ``manager.hook``; an exception inside a plugin's handler names it."""
+    """Calls run events through ``manager.hook``; an exception inside a plugin's handler names it.
+
+    On a process other than rank 0 (`rank_zero` False) only handlers marked `every_rank` are called.
+    """
 
     def __init__(self, manager: pluggy.PluginManager):
         self.manager = manager
+        self.rank_zero = True
 
     def emit(self, event: str, **kwargs: Any) -> None:
         try:
-            getattr(self.manager.hook, event)(**kwargs)
+            self._caller(event)(**kwargs)
         except (UserError, KeyboardInterrupt):
             raise
         except Exception as error:
@@ -219,6 +223,13 @@ class Events:
         if culprit is None or is_core(culprit):
             return error
         return PluginError.from_exception(culprit, event, error)
+
+    def _caller(self, event: str) -> Callable[..., Any]:
+        hook = getattr(self.manager.hook, event)
+        if self.rank_zero:
+            return hook
+        skipped = [impl.plugin for impl in hook.get_hookimpls() if not getattr(impl.function, hookspecs.EVERY_RANK, False)]
+        return self.manager.subset_hook_caller(event, skipped) if skipped else hook
 
     def listens(self, event: str) -> bool:
         return bool(getattr(self.manager.hook, event).get_hookimpls())

@@ -5,7 +5,8 @@
 | `settings` | the run's frozen `Settings` (``settings.options(MyOptions)`` gives a plugin its options) |
 | `pipeline` | the composed pipeline as printed: ``(stage, text)`` lines |
 | `dataset` | the loaded `Dataset`: `name`, `train` and `test` splits (``len(run.dataset.train)``) on `device` |
-| `device` | the `torch.device` training runs on |
+| `device` | the `torch.device` training runs on (this process's, under torchrun) |
+| `world` | this process's place: `rank`, `size` (1 unless under torchrun), `leader` (rank 0, which alone records) |
 | `folder` | the run folder (a `Path`), or None when nothing is recorded (the test kit's runs) |
 | `network`, `optimizer`, `scheduler` | the parts being trained, set before `run_start` (`scheduler` None for a constant rate) |
 | `steps_per_epoch` | optimizer steps in one epoch |
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
     from .data import Dataset
     from .registry import Events
+    from .world import World
 
 @attrs.define(eq=False)
 class Run:
@@ -64,6 +66,7 @@ class Run:
     started: float = attrs.Factory(time.perf_counter)
     ended: float | None = None
     stop_requested: str | None = None
+    world: "World" = attrs.Factory(lambda run: _alone(run.device), takes_self=True)
 
     @weights_epoch.validator
     def _finished(self, _attribute, epoch: int | None) -> None:
@@ -132,3 +135,9 @@ class Run:
     def seconds(self) -> float:
         """Seconds since the run started, or that it took once it has ended."""
         return round((self.ended or time.perf_counter()) - self.started, 3)
+
+
+def _alone(device: "torch.device") -> "World":
+    from .world import World
+
+    return World(device=device)

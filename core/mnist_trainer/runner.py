@@ -7,7 +7,7 @@ events, attached for the run's duration.
 
 from __future__ import annotations
 
-import os
+import hashlib
 import platform
 import sys
 import time
@@ -30,6 +30,7 @@ from .run import Run
 from .settings import Settings, build_options, parse_assignments
 from .stages import InitContext
 from .weights import layers
+from .world import World, describe_device, explain, replicate, resolve_device
 
 TRANSFORM_SEED_OFFSET = 1  # transforms draw from their own generator, so adding one leaves the shuffle unchanged
 
@@ -72,25 +73,6 @@ def select(plugins: Sequence[str], assignments: Sequence[str] | dict, *, trace: 
     )
     settings = Settings(plugins=tuple(sorted(set(plugins))), plugin_options=options, **fields)
     return settings, compose(manager, settings, reasons)
-
-
-def resolve_device(text: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for an absent CUDA device is a user error."""
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise UserError(f"invalid --device {text!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
-        raise UserError(f"invalid --device {text!r}: use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda":
-        count = torch.cuda.device_count()
-        if count == 0:
-            raise UserError(f"--device {text} asked for CUDA, but no CUDA device is available; use --device cpu")
-        if device.index is not None and device.index >= count:
-            raise UserError(f"--device {text}: only {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})")
-    return device
 
 
 def load_data(settings: Settings, device: torch.device, output: Output, *, train: bool = True) -> Dataset:
@@ -143,6 +125,7 @@ def build(pipeline: Pipeline, run: Run, state: dict | None = None) -> trainer.Lo
                               run.report)
         pipeline.init[1].apply(network, context)
     network = fast_layout(network)
+    replica = replicate(network, run.world)  # under torchrun: every rank starts from rank 0's weights
     optimizer = pipeline.optimizer[1].build(network.parameters())
     rates = sorted({float(group["lr"]) for group in optimizer.param_groups})
     if rates != [settings.lr]:
@@ -168,6 +151,8 @@ def build(pipeline: Pipeline, run: Run, state: dict | None = None) -> trainer.Lo
         transforms=pipeline.transforms,
         scheduler=scheduler,
         per_batch=schedule is not None and schedule.per == "batch",
+        world=run.world,
+        replica=replica,
     )
 
 
@@ -179,7 +164,8 @@ def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any], state: dict 
     handler has seen it, and when a handler fails at run end after an earlier failure, the
     earlier one is what is reported.
     """
-    events = pipeline.events
+    events, world = pipeline.events, run.world
+    events.rank_zero = world.leader
     run.pipeline = pipeline.describe()
     kept: dict[str, Any] = {}
     with events.attached(builtins):
@@ -192,6 +178,10 @@ def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any], state: dict 
             trainer.fit(loop, run.dataset, run.settings.epochs, _callbacks(run, events, kept), first_epoch=run.epoch + 1,
                         eval_train=run.settings.eval_train)
         except (KeyboardInterrupt, trainer.Diverged) as ended:
+            cause = explain(world, ended)  # torchrun stops every process when one fails
+            if cause is not ended:
+                _finish(run, events, "failed", cause.message)
+                raise cause from None
             if kept:
                 run.network.load_state_dict(kept["weights"])
             if isinstance(ended, trainer.Diverged):
@@ -200,49 +190,66 @@ def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any], state: dict 
                 _finish(run, events, "interrupted", f"interrupted during epoch {run.epoch}")
             return
         except Exception as error:
+            cause = explain(world, error)  # a process gone mid-collective: name why it went
             try:
-                _finish(run, events, "failed", error.message if isinstance(error, UserError) else f"{type(error).__name__}: {error}")
+                _finish(run, events, "failed", cause.message if isinstance(cause, UserError) else f"{type(cause).__name__}: {cause}")
             except Exception:
                 pass  # a handler failing at run end too: the record says failed, and the first failure is the one to report
-            raise
+            if cause is error:
+                raise
+            raise cause from None
         if run.stop_requested:
             _finish(run, events, "stopped", run.stop_requested)
         else:
             _finish(run, events, "completed", f"trained {len(run.history)} epochs")
 
 
-def train(settings: Settings, pipeline: Pipeline, out: Path | None, output: Output, dataset: Dataset | None = None) -> dict:
+def train(settings: Settings, pipeline: Pipeline, out: Path | None, output: Output, dataset: Dataset | None = None,
+          world: World | None = None) -> dict:
     """Train as `settings` and `pipeline` say, record it in `out`, and return the summary.
 
     `dataset`, when given, is the data already loaded on the device (a comparison loads it once).
+    Under torchrun (`world`), rank 0 alone claims the folder and records.
     """
-    device = resolve_device(settings.device)
+    world = world or World(device=resolve_device(settings.device))
     _say_pipeline(pipeline, output)
-    dataset = dataset or load_data(settings, device, output)
-    if settings.batch_size > len(dataset.train):
-        raise UserError(f"--batch-size {settings.batch_size} is larger than the {len(dataset.train)} training images of {dataset.name}; choose a smaller one")
-    output.say(f"{'data':<12} {dataset.name}: {len(dataset.train)} train, {len(dataset.test)} test images on {device}")
-    folder = RunFolder.claim(out or default_out(settings.plugins))
+    dataset = dataset or load_data(settings, world.device, output)
+    _check_batch(settings, dataset, world)
+    _say_data(dataset, world, output)
+    config = _config(settings, pipeline, dataset, world)
+    folder = world.leader_does(lambda: RunFolder.claim(out or default_out(settings.plugins)))
     try:
-        config = _config(settings, pipeline, dataset, device)
-        folder.write_config(config)
-        run = Run(settings, dataset, device, folder.path, pipeline.events)
-        execute(pipeline, run, _builtins(folder, config, output))
+        if folder is not None:
+            folder.write_config(config)
+        run = Run(settings, dataset, world.device, folder and folder.path, pipeline.events, world=world)
+        execute(pipeline, run, _builtins(folder, config, output) if folder else {})
         return summary(run, config)
     finally:
-        folder.close()
+        if folder is not None:
+            folder.close()
 
 
-def resume(path: Path, epochs: int | None, output: Output, trace: bool = False) -> dict:
+def resume(path: Path, epochs: int | None, output: Output, trace: bool = False, world: World | None = None) -> dict:
     """Continue the run recorded in `path` from its last checkpoint, with its own settings (and `epochs`, to extend it).
 
-    Refused in one line when mnist-trainer, a plugin's version or the data differ from the record's.
+    Refused in one line when mnist-trainer, a plugin's version or the data differ from the record's. Under
+    torchrun rank 0 reads the record and hands it to the others; the checkpoint holds nothing that depends
+    on the number of processes, so a run resumes on any number of them.
     """
-    folder = RunFolder.reopen(path)  # locked: no other process may use it until this one ends
+    folder = (world is None or world.leader) and RunFolder.reopen(path)  # locked: no other process may use it until this one ends
     try:
-        return _resume(folder, epochs, output, trace)
+        return _resume(path, folder or None, epochs, output, trace, world)
     finally:
-        folder.close()
+        if folder:
+            folder.close()
+
+
+def recorded_device(path: Path) -> str:
+    """The --device a recorded run trains on, or ``auto`` when its record cannot be read here (rank 0 then says why)."""
+    try:
+        return str(recorded(path)["settings"]["device"])
+    except (KeyError, TypeError, OSError, ValueError):
+        return "auto"
 
 
 RESUMING = {
@@ -254,11 +261,22 @@ RESUMING = {
 }
 
 
-def _resume(folder: RunFolder, epochs: int | None, output: Output, trace: bool) -> dict:
-    path, config = folder.path, read_config(folder.path)
+def _read_resumable(path: Path, epochs: int | None) -> tuple[dict, dict]:
+    """The run's config and last checkpoint, refused when this mnist-trainer did not write them or nothing is left to train."""
+    config = read_config(path)
     if config["mnist_trainer"] != registry.core_version():
         raise UserError(f"{path} was recorded by mnist-trainer {config['mnist_trainer']}, and this is "
                         f"{registry.core_version()}; resume it with that version")
+    state = read_state(path)
+    wanted = epochs or config["settings"]["epochs"]
+    if state["epoch"] >= wanted:
+        raise UserError(f"{path} has {state['epoch']} finished epochs; give --epochs with more than that to extend it")
+    return config, state
+
+
+def _resume(path: Path, folder: RunFolder | None, epochs: int | None, output: Output, trace: bool, world: World | None) -> dict:
+    read = lambda: _read_resumable(path, epochs)  # noqa: E731
+    config, state = world.from_leader(read) if world else read()
     recorded = dict(config["settings"])
     plugins, options = recorded.pop("plugins"), recorded.pop("options")
     recorded["hidden"] = tuple(recorded["hidden"]) if recorded["hidden"] else None
@@ -273,26 +291,27 @@ def _resume(folder: RunFolder, epochs: int | None, output: Output, trace: bool) 
     if epochs and epochs != recorded["epochs"] and pipeline.schedule[1] is not None:
         raise UserError(f"{path}'s learning-rate schedule was built for {recorded['epochs']} epochs and would not stretch "
                         "to another number; start a new run with --epochs instead")
-    state = read_state(path)
-    if state["epoch"] >= settings.epochs:
-        raise UserError(f"{path} has {state['epoch']} finished epochs; give --epochs with more than that to extend it")
-    device = resolve_device(settings.device)
-    dataset = load_data(settings, device, output)
+    world = world or World(device=resolve_device(settings.device))
+    dataset = load_data(settings, world.device, output)
     now = {"name": dataset.name, "train_size": len(dataset.train), "test_size": len(dataset.test), "fingerprint": fingerprint(dataset)}
     differs = [key for key, value in now.items() if config["dataset"].get(key) != value]
     if differs:
         raise UserError(f"{path} was trained on other data ({', '.join(differs)} differ: it was {config['dataset']['name']}, "
                         f"{config['dataset']['train_size']} images, and is now {dataset.name}, {len(dataset.train)}); "
                         "resume it with the same data")
+    _check_batch(settings, dataset, world)
     status = config.get("summary", {}).get("status")
     if status in RESUMING:
         (output.warn if status == "diverged" else output.note)(f"{path}: {RESUMING[status]}")
     _say_pipeline(pipeline, output)
     output.say(f"{'resume':<12} from epoch {state['epoch']} of {settings.epochs}, in {path}")
-    config = {**{key: value for key, value in config.items() if key != "summary"}, "settings": _settings_record(settings)}
-    folder.keep_until(state["epoch"])
-    run = Run(settings, dataset, device, folder.path, pipeline.events)
-    execute(pipeline, run, _builtins(folder, config, output), state)
+    _say_data(dataset, world, output)
+    config = {**{key: value for key, value in config.items() if key != "summary"}, "settings": _settings_record(settings),
+              "world": world.describe()}
+    if folder is not None:
+        folder.keep_until(state["epoch"])
+    run = Run(settings, dataset, world.device, folder and folder.path, pipeline.events, world=world)
+    execute(pipeline, run, _builtins(folder, config, output) if folder else {}, state)
     return summary(run, config)
 
 
@@ -361,13 +380,18 @@ def _callbacks(run: Run, events, kept: dict) -> trainer.Callbacks:
     `kept["weights"]` is a copy of the weights at the end of the last complete epoch (a small copy, once an epoch).
     """
 
+    world = run.world
+    shared = any("step_end" in handled for handled in events.listeners().values())  # the same on every rank
+
     def epoch_start(epoch: int) -> None:
         run.epoch, run.row = epoch, {}
+        if not world.leader:
+            _reseed_follower(run, epoch)
         events.emit("mnist_trainer_epoch_start", run=run)
 
     def step_end(loss: torch.Tensor) -> None:
         run.step += 1
-        events.emit("mnist_trainer_step_end", run=run, loss=loss)
+        events.emit("mnist_trainer_step_end", run=run, loss=world.mean(loss) if shared else loss)
 
     def epoch_end(row: dict) -> bool:
         if not events.listens("mnist_trainer_step_end"):
@@ -376,6 +400,8 @@ def _callbacks(run: Run, events, kept: dict) -> trainer.Callbacks:
         run.history.append(row)  # the epoch is finished: its row is history for every handler, and for the checkpoint
         events.emit("mnist_trainer_epoch_end", run=run)
         kept["weights"] = _copy_weights(run.network)
+        if world.any(run.stop_requested is not None) and run.stop_requested is None:  # every rank stops together
+            run.stop_requested = "stopped on another rank"
         return run.stop_requested is not None
 
     listening = events.listens("mnist_trainer_step_end")
@@ -406,7 +432,28 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
-def _config(settings: Settings, pipeline: Pipeline, dataset: Dataset, device: torch.device) -> dict:
+def _reseed_follower(run: Run, epoch: int) -> None:
+    """A rank above 0 draws dropout masks and transforms from (seed, rank, epoch): its own, and the same after a resume."""
+    derived = hashlib.sha256(f"{run.settings.seed}:{run.world.rank}:{epoch}".encode()).digest()
+    torch.manual_seed(int.from_bytes(derived[:8], "big") >> 1)
+    run.generators["transform"].manual_seed(int.from_bytes(derived[8:16], "big") >> 1)
+
+
+def _check_batch(settings: Settings, dataset: Dataset, world: World) -> None:
+    if settings.batch_size > len(dataset.train):
+        raise UserError(f"--batch-size {settings.batch_size} is larger than the {len(dataset.train)} training images of {dataset.name}; choose a smaller one")
+    if settings.batch_size % world.size:
+        raise UserError(f"--batch-size {settings.batch_size} does not split evenly over {world.size} processes; give a multiple "
+                        f"of {world.size} (it is the global batch: each process takes an equal share)")
+
+
+def _say_data(dataset: Dataset, world: World, output: Output) -> None:
+    output.say(f"{'data':<12} {dataset.name}: {len(dataset.train)} train, {len(dataset.test)} test images on {world.device}")
+    if world.size > 1:
+        output.say(f"{'processes':<12} {world.size} over {world.backend}, each with 1/{world.size} of every batch; rank 0 records")
+
+
+def _config(settings: Settings, pipeline: Pipeline, dataset: Dataset, world: World) -> dict:
     installed = registry.installed_plugins()
     return {
         "mnist_trainer": registry.core_version(),
@@ -417,7 +464,8 @@ def _config(settings: Settings, pipeline: Pipeline, dataset: Dataset, device: to
         ],
         "pipeline": dict(pipeline.describe()),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "torchvision": _version("torchvision")},
-        "device": {"name": str(device), "description": _describe_device(device)},
+        "device": {"name": str(world.device), "description": describe_device(world.device)},
+        "world": world.describe(),
         "dataset": {"name": dataset.name, "source": dataset.source, "train_size": len(dataset.train),
                     "test_size": len(dataset.test), "fingerprint": fingerprint(dataset)},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -428,12 +476,6 @@ def _config(settings: Settings, pipeline: Pipeline, dataset: Dataset, device: to
 def _settings_record(settings: Settings) -> dict:
     fields = attrs.asdict(settings, filter=lambda attribute, _: attribute.name != "plugin_options")
     return {**fields, "options": settings.options_dict()}
-
-
-def _describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def _version(distribution: str) -> str | None:

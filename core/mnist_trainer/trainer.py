@@ -2,6 +2,9 @@
 
 Data stays on the device as tensors; each epoch is one seeded permutation gathered with
 `index_select`, and nothing inside an epoch waits for the host unless a step callback asks.
+Under torchrun (`world`), every process draws the same permutation and trains on its share
+of each global batch through the network's replica; losses and metrics are those of the
+global batch and the whole split, the same on every process.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import Dataset, Split
+from .world import World
 
 EVAL_CHUNK = 1024
 
@@ -29,6 +33,8 @@ class Loop:
 
     `scheduler` (or None for a constant rate) steps after every batch when `per_batch`, else
     after every epoch. `generator` shuffles; `transform_generator` is handed to the transforms.
+    `replica` is what a step calls (the network's `DistributedDataParallel` under torchrun);
+    `network` is evaluated and saved.
     """
 
     network: torch.nn.Module
@@ -41,6 +47,12 @@ class Loop:
     transforms: Sequence[Transform] = ()
     scheduler: Any = None
     per_batch: bool = False
+    world: World = World()
+    replica: torch.nn.Module | None = None
+
+    @property
+    def trained(self) -> torch.nn.Module:
+        return self.replica if self.replica is not None else self.network
 
     @property
     def lr(self) -> float:
@@ -86,9 +98,9 @@ def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callba
         if not math.isfinite(row["train_loss"]):
             raise Diverged(epoch, row["train_loss"])
         trained = time.perf_counter()
-        row.update({f"test_{k}": v for k, v in evaluate(loop.network, dataset.test, loop.metrics).items()})
+        row.update({f"test_{k}": v for k, v in evaluate(loop.network, dataset.test, loop.metrics, loop.world).items()})
         if eval_train:
-            row.update({f"train_eval_{k}": v for k, v in evaluate(loop.network, dataset.train, loop.metrics).items()})
+            row.update({f"train_eval_{k}": v for k, v in evaluate(loop.network, dataset.train, loop.metrics, loop.world).items()})
         now = time.perf_counter()
         row["eval_seconds"] = round(now - trained, 4)
         row["seconds"] = round(now - started, 4)
@@ -99,27 +111,28 @@ def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callba
 
 
 def train_epoch(loop: Loop, split: Split, step_end: Callable[[torch.Tensor], None] | None = None) -> float:
-    """One pass over the shuffled split in full mini-batches; returns the mean training loss."""
+    """One pass over the shuffled split in full global mini-batches, this process's share of each; returns the mean training loss."""
     loop.network.train()
     generator = loop.generator
     order = torch.randperm(len(split), generator=generator, device=generator.device, dtype=torch.int32)
     order = order.to(split.labels.device)
     total = torch.zeros((), device=split.labels.device)
     batches = len(split) // loop.batch_size
+    start, stop = loop.world.share(loop.batch_size)
     for batch in range(batches):
-        index = order[batch * loop.batch_size : (batch + 1) * loop.batch_size]
+        index = order[batch * loop.batch_size + start : batch * loop.batch_size + stop]
         loss = step(loop, split.images.index_select(0, index), split.labels.index_select(0, index))
         total += loss
         if step_end is not None:
             step_end(loss)
-    return total.item() / batches
+    return loop.world.mean(total).item() / batches
 
 
 def step(loop: Loop, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """One optimisation step on one mini-batch; returns its loss, detached, without a host sync."""
+    """One optimisation step on one mini-batch (this process's share); returns its loss, detached, without a host sync."""
     for transform in loop.transforms:
         images, labels = transform(images, labels, loop.transform_generator)
-    logits = loop.network(images)
+    logits = loop.trained(images)
     loss = F.cross_entropy(logits, labels)
     for penalty in loop.penalties:
         loss = loss + penalty(loop.network, logits, labels)
@@ -131,15 +144,17 @@ def step(loop: Loop, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return loss.detach()
 
 
-def evaluate(network: torch.nn.Module, split: Split, metrics: Sequence[Metric]) -> dict[str, float]:
-    """Every metric on the whole split, in one batched pass in eval mode."""
+def evaluate(network: torch.nn.Module, split: Split, metrics: Sequence[Metric], world: World = World()) -> dict[str, float]:
+    """Every metric on the whole split, in one batched pass in eval mode; each process computes its share's logits."""
     network.eval()
+    start, stop = world.share(len(split))
     with torch.inference_mode():
-        chunks = range(0, len(split), EVAL_CHUNK)  # chunks bound the activations' memory
-        first = network(split.images[:EVAL_CHUNK])
-        logits = torch.empty(len(split), first.shape[1], device=first.device, dtype=first.dtype)
-        logits[:EVAL_CHUNK] = first
-        for start in chunks[1:]:
-            logits[start : start + EVAL_CHUNK] = network(split.images[start : start + EVAL_CHUNK])
+        chunks = [(begin, min(begin + EVAL_CHUNK, stop)) for begin in range(start, stop, EVAL_CHUNK)]  # bound the activations' memory
+        first = network(split.images[start : chunks[0][1]])
+        logits = torch.empty(stop - start, first.shape[1], device=first.device, dtype=first.dtype)
+        logits[: len(first)] = first
+        for begin, end in chunks[1:]:
+            logits[begin - start : end - start] = network(split.images[begin:end])
+        logits = world.gather(logits, len(split))
         values = torch.stack([compute(logits, split.labels).float() for _, compute in metrics])
     return dict(zip([name for name, _ in metrics], values.tolist()))

@@ -1,0 +1,358 @@
+"""The processes a run trains on: one, or several launched by ``torchrun`` (``torch.distributed``).
+
+Under torchrun every process draws the same seeded permutation and takes its own share of
+each global mini-batch; `DistributedDataParallel` averages the gradients and batch norm uses
+the statistics of the global batch, so the mathematics stays that of one process. Rank 0
+alone prints and records. Every collective has a timeout, and a rank that fails leaves its
+reason in the rendezvous store, so the others name it instead of hanging or guessing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import socket
+import time
+from typing import Any, Callable, Iterator, TypeVar
+
+import attrs
+import torch
+import torch.distributed as dist
+
+from .errors import UserError
+
+T = TypeVar("T")
+TIMEOUT_ENV = "MNIST_TRAINER_DIST_TIMEOUT"  # seconds any collective may wait for the other processes
+DEFAULT_TIMEOUT = 300
+BACKENDS = ("auto", "gloo", "nccl")
+FAILURE = "mnist_trainer/failure"
+CAUSE_POLLS, CAUSE_POLL_SECONDS = 30, 0.1  # how long a rank looks for the failure that stopped it
+
+
+class RankFailed(UserError):
+    """Another process of the run failed; this one stops with its reason."""
+
+
+@attrs.frozen
+class World:
+    """This process's place in the run: `rank` of `size` processes, on `device`, joined over `backend`."""
+
+    device: torch.device = torch.device("cpu")
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+    store: Any = attrs.field(default=None, repr=False, eq=False)
+
+    @property
+    def leader(self) -> bool:
+        """Rank 0: the process that prints and records."""
+        return self.rank == 0
+
+    def share(self, count: int) -> tuple[int, int]:
+        """This rank's contiguous part ``[start, stop)`` of `count` items; earlier ranks take one more when it does not divide."""
+        base, extra = divmod(count, self.size)
+        start = self.rank * base + min(self.rank, extra)
+        return start, start + base + (self.rank < extra)
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """The mean of `tensor` over the ranks (itself on one process)."""
+        if self.size == 1:
+            return tensor
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor / self.size
+
+    def gather(self, part: torch.Tensor, count: int) -> torch.Tensor:
+        """Every rank's `share` of `count` rows, in rank order: the whole (itself on one process)."""
+        if self.size == 1:
+            return part
+        longest = -(-count // self.size)
+        padded = part.new_zeros((longest, *part.shape[1:]))
+        padded[: len(part)] = part
+        parts = [torch.empty_like(padded) for _ in range(self.size)]
+        dist.all_gather(parts, padded)
+        lengths = [stop - start for start, stop in (attrs.evolve(self, rank=rank).share(count) for rank in range(self.size))]
+        return torch.cat([whole[:length] for whole, length in zip(parts, lengths)])
+
+    def any(self, flag: bool) -> bool:
+        """Whether `flag` is true on any rank: how the ranks decide together (to stop, for one)."""
+        if self.size == 1:
+            return flag
+        value = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def everyone(self, value: T) -> list[T]:
+        """Each rank's `value` (plain data), in rank order."""
+        if self.size == 1:
+            return [value]
+        values: list = [None] * self.size
+        dist.all_gather_object(values, value)
+        return values
+
+    def from_leader(self, read: Callable[[], T]) -> T:
+        """Rank 0's `read()`, on every rank; when it raises, rank 0 raises it and the others a `RankFailed`."""
+        return self._leader(read, share=True)
+
+    def leader_does(self, action: Callable[[], T]) -> T | None:
+        """`action()` on rank 0 alone: its value there, None elsewhere; when it raises, the others raise a `RankFailed`."""
+        return self._leader(action, share=False)
+
+    def _leader(self, action: Callable[[], T], share: bool) -> T | None:
+        if self.size == 1:
+            return action()
+        box: list = [None]
+        if self.leader:
+            try:
+                value = action()
+            except Exception as error:
+                box[0] = ("error", getattr(error, "message", f"{type(error).__name__}: {error}"))
+                dist.broadcast_object_list(box, src=0)
+                raise
+            box[0] = ("ok", value if share else None)
+        dist.broadcast_object_list(box, src=0)
+        kind, shared = box[0]
+        if kind == "error":
+            raise RankFailed(f"rank {self.rank}: stopped, because rank 0 failed: {shared}")
+        return value if self.leader else shared
+
+    def failed(self, message: str) -> None:
+        """Leave this rank's failure where the other ranks look for the cause of theirs (the first one is kept)."""
+        if self.store is None:
+            return
+        with contextlib.suppress(Exception):
+            if self.store.add(f"{FAILURE}/count", 1) == 1:
+                self.store.set(FAILURE, f"rank {self.rank} failed: {message}")
+
+    def cause(self) -> str | None:
+        """The first failure another rank left, waiting a moment for it to arrive; None when none did."""
+        if self.store is None:
+            return None
+        with contextlib.suppress(Exception):
+            for _ in range(CAUSE_POLLS):
+                if self.store.check([FAILURE]):
+                    text = self.store.get(FAILURE).decode()
+                    return None if text.startswith(f"rank {self.rank} ") else text
+                time.sleep(CAUSE_POLL_SECONDS)
+        return None
+
+    def describe(self) -> dict:
+        """The record of the processes: world size, backend and every rank's device (gathered from all ranks)."""
+        return {"size": self.size, "backend": self.backend, "devices": self.everyone(describe_device(self.device))}
+
+
+def describe_device(device: torch.device) -> str:
+    import platform
+
+    if device.type == "cuda":
+        return f"{device}: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def launched() -> bool:
+    """Whether this process was started by torchrun (or another launcher that sets torch's environment)."""
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def resolve_device(text: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for an absent CUDA device is a user error."""
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UserError(f"invalid --device {text!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
+        raise UserError(f"invalid --device {text!r}: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise UserError(f"--device {text} asked for CUDA, but no CUDA device is available; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise UserError(f"--device {text}: only {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})")
+    return device
+
+
+@contextlib.contextmanager
+def joined(device_text: str, backend: str = "auto") -> Iterator[World]:
+    """This process's `World` for the length of a run: joined to the others under torchrun, alone otherwise."""
+    if not launched() or int(os.environ["WORLD_SIZE"]) == 1:
+        device = resolve_device(device_text)
+        _backend(backend, device)  # a backend that could not work is refused alone too
+        yield World(device=device)
+        return
+    world = _join(device_text, backend)
+    try:
+        yield world
+        dist.barrier()  # no process leaves while another still talks to it
+    except Exception as error:
+        if not isinstance(error, RankFailed):
+            world.failed(getattr(error, "message", None) or f"{type(error).__name__}: {error}".rstrip(": "))
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()
+
+
+def explain(world: World, error: BaseException) -> BaseException:
+    """`error` as another rank's failure when one caused it (a peer gone mid-collective, or torchrun's SIGTERM)."""
+    if world.size == 1 or isinstance(error, UserError):  # this rank's own mistake, a plugin's among them
+        return error
+    cause = world.cause()
+    if cause:
+        return RankFailed(f"rank {world.rank}: stopped, because {cause}")
+    if isinstance(error, dist.DistError) or any(word in str(error) for word in ("gloo", "NCCL")):
+        detail = str(error).strip().splitlines()[0].split("] ", 1)[-1].split(". ")[0]
+        return RankFailed(f"rank {world.rank}: stopped, because another process left the run without saying why ({detail}); "
+                          "see its output, or the launcher's")
+    return error
+
+
+def _join(device_text: str, backend: str) -> World:
+    rank, size, local_rank = (int(os.environ.get(name, "0")) for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    device = resolve_device(device_text)
+    if device.type == "cuda":
+        if device.index is not None:
+            raise UserError(f"--device {device_text}: under torchrun each process uses cuda:LOCAL_RANK; give --device cuda or auto")
+        if local_rank >= torch.cuda.device_count():
+            raise UserError(f"rank {rank} has LOCAL_RANK {local_rank}, but this machine has {torch.cuda.device_count()} CUDA "
+                            "device(s); start at most that many processes per node (--nproc-per-node)")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    chosen = _backend(backend, device)
+    timeout = _timeout()
+    address, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    if not address or not port:
+        raise UserError("WORLD_SIZE is set but MASTER_ADDR/MASTER_PORT are not: launch with torchrun "
+                        "(torchrun --nproc-per-node N -m mnist_trainer ...)")
+    try:
+        _reachable(address, int(port), rank, timeout)
+        store = _store(address, int(port), rank, size, timeout)
+        dist.init_process_group(chosen, store=dist.PrefixStore("default_pg", store), rank=rank, world_size=size,
+                                timeout=timeout, **({"device_id": device} if device.type == "cuda" else {}))
+    except (RuntimeError, ValueError) as error:  # DistStoreError and DistNetworkError are RuntimeErrors
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"rank {rank}: cannot join the other {size - 1} process(es) at {address}:{port} within "
+                        f"{timeout.total_seconds():g} s ({first}); check the rendezvous endpoint and that every node was started") from None
+    return World(device=device, rank=rank, size=size, local_rank=local_rank, backend=chosen, store=store)
+
+
+def _reachable(address: str, port: int, rank: int, timeout: datetime.timedelta) -> None:
+    """Wait until the rendezvous endpoint accepts connections, so an unreachable one is this one line, not c10d's log."""
+    if rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return  # rank 0 serves the store itself
+    deadline = time.monotonic() + timeout.total_seconds()
+    while True:
+        try:
+            socket.create_connection((address, port), timeout=1).close()
+            return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise RuntimeError(error.strerror or str(error)) from None
+            time.sleep(0.2)
+
+
+def _store(address: str, port: int, rank: int, size: int, timeout: datetime.timedelta):
+    """The rendezvous store: torchrun's own agent store when it offers one (as init_process_group would use it)."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        store = dist.TCPStore(address, port, size, False, timeout)
+        return dist.PrefixStore(f"/worker/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+    return dist.TCPStore(address, port, size, rank == 0, timeout)
+
+
+def _backend(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise UserError(f"invalid --backend {backend!r}: use {', '.join(BACKENDS)}")
+    chosen = ("nccl" if device.type == "cuda" else "gloo") if backend == "auto" else backend
+    if chosen == "nccl" and device.type != "cuda":
+        raise UserError(f"--backend nccl needs CUDA devices, and this run trains on {device.type}; use --backend gloo (or auto)")
+    if chosen == "nccl" and not dist.is_nccl_available():
+        raise UserError("--backend nccl is not available in this build of torch; use --backend gloo (or auto)")
+    if chosen == "gloo" and not dist.is_gloo_available():
+        raise UserError("--backend gloo is not available in this build of torch; use --backend nccl on CUDA")
+    return chosen
+
+
+def _timeout() -> datetime.timedelta:
+    text = os.environ.get(TIMEOUT_ENV, str(DEFAULT_TIMEOUT))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1
+    if not seconds > 0:
+        raise UserError(f"{TIMEOUT_ENV}={text!r}: give the seconds a collective may wait, a number above 0")
+    return datetime.timedelta(seconds=seconds)
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """The sum of a tensor over the processes, differentiable: the gradient of a sum is the sum of the gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
+        gradient = gradient.clone()
+        dist.all_reduce(gradient)
+        return gradient
+
+
+class CpuSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """Batch norm over the global batch on the CPU, where torch's `SyncBatchNorm` has no kernels (and DDP refuses it).
+
+    The global batch's mean and variance come from two differentiable sums over the processes,
+    in double, then ``x * scale + shift``: the statistics and the form `F.batch_norm` uses on one process.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-d input (got {input.dim()}-d)")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
+            return super().forward(input)
+        self._check_input_dim(input)
+        dims, shape = [0, *range(2, input.dim())], [1, -1] + [1] * (input.dim() - 2)
+        wide = input.double()  # statistics accumulated in double, as F.batch_norm does on the CPU
+        totals = _SumOverRanks.apply(torch.cat([wide.sum(dims), wide.new_tensor([input.numel() // input.shape[1]])]))
+        count, mean = totals[-1], totals[:-1] / totals[-1]
+        variance = _SumOverRanks.apply((wide - mean.view(shape)).square().sum(dims)) / count
+        scale = torch.rsqrt(variance + self.eps)
+        if self.affine:
+            scale = scale * self.weight
+        shift = (self.bias if self.affine else 0) - mean * scale
+        output = input * scale.to(input.dtype).view(shape) + shift.to(input.dtype).view(shape)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.lerp_(mean.to(input.dtype), factor)
+                self.running_var.lerp_((variance * count / (count - 1)).to(input.dtype), factor)
+        return output
+
+
+def synchronise(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Every batch norm in `network` made to use the global batch's statistics: same parameters, same state_dict.
+
+    torch's own `SyncBatchNorm` on CUDA; `CpuSyncBatchNorm`, swapped in place, on the CPU.
+    """
+    if device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+    for module in network.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            module.__class__ = CpuSyncBatchNorm
+    return network
+
+
+def replicate(network: torch.nn.Module, world: World) -> torch.nn.Module:
+    """What each step calls: `network` itself on one process, else its `DistributedDataParallel` replica."""
+    if world.size == 1:
+        return network
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(synchronise(network, world.device), device_ids=[world.device.index] if world.device.type == "cuda" else None)

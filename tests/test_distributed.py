@@ -1,0 +1,200 @@
+"""Data-parallel training under torchrun (gloo, on this CPU): the same run as one process, one record, clear errors.
+
+Each test starts real processes through torch's own launcher, so these are the slowest
+tests of the suite; each keeps to a few seconds of training on synthetic data.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mnist_trainer.world import World
+from tests.conftest import console
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                                reason="this torch has no gloo backend")
+
+ENV = {"OMP_NUM_THREADS": "1", "MNIST_TRAINER_DIST_TIMEOUT": "60"}
+RUN = ["--dataset", "synthetic", "--epochs", "3", "--device", "cpu"]
+SHORT = ["--dataset", "synthetic:1200", "--epochs", "4", "--batch-size", "50", "--hidden", "64,64", "--device", "cpu"]
+LOSS_RTOL = 1e-5
+STOPS_ITSELF = """
+import os
+import signal
+from mnist_trainer import hookimpl
+
+@hookimpl
+def mnist_trainer_step_end(run, loss):
+    if run.step == int(os.environ.get("STOP_AT_STEP", "-1")):
+        os.kill(os.getppid(), signal.SIGKILL)  # torchrun, then rank 0 itself: kill -9, with no time to record anything
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def torchrun(*args, nproc=2, env=None, launcher=("--standalone",), timeout=300):
+    """``torchrun --nproc-per-node N -m mnist_trainer ARGS``, in its own process group."""
+    command = [sys.executable, "-m", "torch.distributed.run", *launcher, "--nproc-per-node", str(nproc),
+               "-m", "mnist_trainer", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **ENV, **(env or {})},
+                          timeout=timeout, start_new_session=True)
+
+
+def epochs(out):
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in rows if row["stage"] == "epoch"]
+
+
+def weights(out):
+    return torch.load(out / "model.pt", weights_only=True)["state_dict"]
+
+
+def assert_same_training(one, other, atol=1e-5):
+    """Every epoch's loss and metrics within 1e-5 relative; the final weights allclose(rtol=1e-4, atol)."""
+    rows, others = epochs(one), epochs(other)
+    assert [row["epoch"] for row in rows] == [row["epoch"] for row in others] and rows
+    for row, twin in zip(rows, others):
+        for key, value in row.items():
+            if key not in ("stage", "epoch"):
+                assert twin[key] == pytest.approx(value, rel=LOSS_RTOL), (row["epoch"], key)
+    ours, theirs = weights(one), weights(other)
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert torch.allclose(ours[key].float(), theirs[key].float(), rtol=1e-4, atol=atol), \
+            (key, float((ours[key].float() - theirs[key].float()).abs().max()))
+
+
+def errors(result):
+    """The lines our processes printed as errors (torchrun adds its own report of failed workers)."""
+    return [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+
+
+def test_shares_split_a_count_into_contiguous_parts_in_rank_order():
+    for count, size in [(100, 2), (10, 3), (7, 4), (2, 3)]:
+        parts = [World(rank=rank, size=size).share(count) for rank in range(size)]
+        assert parts[0][0] == 0 and parts[-1][1] == count
+        assert all(stop == start for (_, stop), (start, _) in zip(parts, parts[1:]))
+        assert max(b - a for a, b in parts) - min(b - a for a, b in parts) <= 1
+
+
+@pytest.mark.parametrize("plugins, atol", [(["relu", "xavier"], 1e-5), (["batchnorm", "he"], 5e-5)], ids=["relu+xavier", "batchnorm+he"])
+def test_two_processes_train_as_one_does(tmp_path, plugins, atol):
+    flags = [arg for name in plugins for arg in ("--plugin", name)] + RUN
+    alone = console("mnist-run", *flags, "--out", tmp_path / "one", env=ENV)
+    assert alone.returncode == 0, alone.stderr
+    two = torchrun(*flags, "--out", tmp_path / "two")
+    assert two.returncode == 0, two.stderr
+    assert "processes    2 over gloo" in two.stdout and two.stdout.count("done: test accuracy") == 1  # rank 0 alone speaks
+    # batch norm: 2 of the first layer's 200,704 weights drift by up to 1.4e-5 after 540 Adam steps (sums in another
+    # order, and Adam's division by the root of small second moments); every loss and metric agrees within 1e-5
+    assert_same_training(tmp_path / "one", tmp_path / "two", atol=atol)
+    config = json.loads((tmp_path / "two" / "config.json").read_text())
+    assert config["world"]["size"] == 2 and config["world"]["backend"] == "gloo" and len(config["world"]["devices"]) == 2
+    assert config["summary"]["status"] == "completed"
+    assert sorted(path.name for path in (tmp_path / "two").iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "model.pt"]
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_nodes_through_a_c10d_rendezvous_train_as_one_process_does(tmp_path):
+    flags = ["--plugin", "relu", *SHORT]
+    assert console("mnist-run", *flags, "--out", tmp_path / "one", env=ENV).returncode == 0
+    endpoint = f"127.0.0.1:{free_port()}"
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
+         "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "test", "-m", "mnist_trainer", *flags,
+         "--out", tmp_path / "two"], env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True) for rank in (0, 1)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    assert sum(stdout.count("done: test accuracy") for stdout, _ in outputs) == 1
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["world"]["size"] == 2
+    assert_same_training(tmp_path / "one", tmp_path / "two")
+
+
+def test_a_killed_two_process_run_resumes_on_one_or_two_processes_as_if_never_killed(fake_plugin, tmp_path):
+    site = fake_plugin("stops", STOPS_ITSELF)
+    env = {"PYTHONPATH": str(site)}
+    flags = ["--plugin", "stops", "--plugin", "relu", *SHORT]
+    assert torchrun(*flags, "--out", tmp_path / "whole", env=env).returncode == 0
+    killed = torchrun(*flags, "--out", tmp_path / "killed", env={**env, "STOP_AT_STEP": "60"})  # in epoch 3 of 4
+    assert killed.returncode == -signal.SIGKILL and len(epochs(tmp_path / "killed")) == 2
+    shutil.copytree(tmp_path / "killed", tmp_path / "killed-again")
+    alone = console("mnist-run", "--resume", tmp_path / "killed", env={**env, **ENV})
+    assert alone.returncode == 0, alone.stderr
+    assert "resume       from epoch 2 of 4" in alone.stdout
+    pair = torchrun("--resume", tmp_path / "killed-again", env=env)
+    assert pair.returncode == 0, pair.stderr
+    assert_same_training(tmp_path / "whole", tmp_path / "killed")
+    assert_same_training(tmp_path / "whole", tmp_path / "killed-again")
+    assert json.loads((tmp_path / "killed" / "config.json").read_text())["world"]["size"] == 1
+
+
+RANK_ONE_FAILS = """
+from mnist_trainer import every_rank, hookimpl
+
+@hookimpl
+@every_rank
+def mnist_trainer_epoch_end(run):
+    if run.world.rank == 1 and run.epoch == 2:
+        raise ValueError("no room left on rank 1")
+"""
+RANK_ZERO_STOPS = """
+from mnist_trainer import hookimpl
+
+@hookimpl
+def mnist_trainer_epoch_end(run):
+    assert run.world.leader  # a plain handler runs on rank 0 alone
+    if run.epoch == 2:
+        run.stop("enough")
+"""
+
+
+def test_a_rank_failing_gives_one_line_per_process_and_rank_0_records_the_cause(fake_plugin, tmp_path):
+    site = fake_plugin("fails", RANK_ONE_FAILS)
+    ended = torchrun("--plugin", "fails", "--plugin", "relu", *SHORT, "--out", tmp_path / "run", env={"PYTHONPATH": str(site)})
+    assert ended.returncode != 0
+    lines = errors(ended)
+    assert len(lines) == 2 and "[rank" not in ended.stderr.replace("[rank0]:[W", ""), ended.stderr  # no traceback from us
+    assert "Error: plugin 'fails' failed in mnist_trainer_epoch_end: ValueError: no room left on rank 1" in lines
+    assert "Error: rank 0: stopped, because rank 1 failed: plugin 'fails' failed in mnist_trainer_epoch_end: " \
+           "ValueError: no room left on rank 1" in lines
+    summary = json.loads((tmp_path / "run" / "config.json").read_text())["summary"]
+    assert summary["status"] == "failed" and "rank 1 failed" in summary["reason"]
+
+
+def test_a_stop_asked_on_rank_0_stops_every_rank_together(fake_plugin, tmp_path):
+    site = fake_plugin("stopper", RANK_ZERO_STOPS)
+    ended = torchrun("--plugin", "stopper", "--plugin", "relu", *SHORT, "--out", tmp_path / "run", env={"PYTHONPATH": str(site)})
+    assert ended.returncode == 0, ended.stderr
+    summary = json.loads((tmp_path / "run" / "config.json").read_text())["summary"]
+    assert summary["status"] == "stopped" and summary["reason"] == "enough" and summary["epochs"] == 2
+
+
+def test_what_cannot_work_across_processes_is_one_line_per_process(tmp_path):
+    uneven = torchrun("--plugin", "relu", *SHORT[:4], "--batch-size", "49", "--out", tmp_path / "uneven")
+    assert uneven.returncode != 0
+    assert errors(uneven) == ["Error: --batch-size 49 does not split evenly over 2 processes; give a multiple of 2 "
+                              "(it is the global batch: each process takes an equal share)"] * 2
+    nccl = torchrun("--plugin", "relu", *SHORT, "--backend", "nccl", "--out", tmp_path / "nccl")
+    assert errors(nccl) == ["Error: --backend nccl needs CUDA devices, and this run trains on cpu; use --backend gloo (or auto)"] * 2
+
+
+def test_a_missing_or_unreachable_rendezvous_is_one_line_not_a_hang(tmp_path):
+    alone = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", **ENV, "MNIST_TRAINER_DIST_TIMEOUT": "3"}
+    without = console("mnist-run", "--plugin", "relu", *SHORT, env=alone, timeout=60)
+    assert without.returncode == 2 and without.stderr.startswith("Error: WORLD_SIZE is set but MASTER_ADDR/MASTER_PORT are not")
+    nobody = console("mnist-run", "--plugin", "relu", *SHORT, timeout=60,
+                     env={**alone, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})
+    assert nobody.returncode == 2 and len(nobody.stderr.strip().splitlines()) == 1, nobody.stderr
+    assert nobody.stderr.startswith("Error: rank 1: cannot join the other 1 process(es) at 127.0.0.1:")
