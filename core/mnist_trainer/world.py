@@ -305,8 +305,8 @@ class _SumOverRanks(torch.autograd.Function):
 class CpuSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
     """Batch norm over the global batch on the CPU, where torch's `SyncBatchNorm` has no kernels (and DDP refuses it).
 
-    The global batch's mean and variance come from two differentiable sums over the processes,
-    in double, then ``x * scale + shift``: the statistics and the form `F.batch_norm` uses on one process.
+    The global batch's sums of x and x² come from one differentiable sum over the processes, in
+    double, then ``x * scale + shift``: the statistics and the form `F.batch_norm` uses on one process.
     """
 
     def _check_input_dim(self, input: torch.Tensor) -> None:
@@ -318,10 +318,12 @@ class CpuSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
             return super().forward(input)
         self._check_input_dim(input)
         dims, shape = [0, *range(2, input.dim())], [1, -1] + [1] * (input.dim() - 2)
-        wide = input.double()  # statistics accumulated in double, as F.batch_norm does on the CPU
-        totals = _SumOverRanks.apply(torch.cat([wide.sum(dims), wide.new_tensor([input.numel() // input.shape[1]])]))
-        count, mean = totals[-1], totals[:-1] / totals[-1]
-        variance = _SumOverRanks.apply((wide - mean.view(shape)).square().sum(dims)) / count
+        wide = input.double()  # in double, as F.batch_norm accumulates on the CPU: one pass loses nothing to cancellation
+        local = wide.new_tensor([input.numel() // input.shape[1]])
+        totals = _SumOverRanks.apply(torch.cat([wide.sum(dims), wide.square().sum(dims), local]))  # one collective
+        count = totals[-1]
+        mean, variance = totals[: self.num_features] / count, totals[self.num_features : -1] / count
+        variance = (variance - mean.square()).clamp(min=0)
         scale = torch.rsqrt(variance + self.eps)
         if self.affine:
             scale = scale * self.weight
