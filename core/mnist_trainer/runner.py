@@ -236,11 +236,17 @@ def resume(path: Path, epochs: int | None, output: Output, trace: bool = False, 
     torchrun rank 0 reads the record and hands it to the others; the checkpoint holds nothing that depends
     on the number of processes, so a run resumes on any number of them.
     """
-    folder = (world is None or world.leader) and RunFolder.reopen(path)  # locked: no other process may use it until this one ends
+    opened: list[RunFolder] = []
+
+    def read() -> tuple[dict, dict]:
+        opened.append(RunFolder.reopen(path))  # locked: no other process may use it until this one ends
+        return _read_resumable(path, epochs)
+
     try:
-        return _resume(path, folder or None, epochs, output, trace, world)
+        config, state = world.from_leader(read) if world else read()
+        return _resume(path, opened[0] if opened else None, config, state, epochs, output, trace, world)
     finally:
-        if folder:
+        for folder in opened:
             folder.close()
 
 
@@ -274,9 +280,8 @@ def _read_resumable(path: Path, epochs: int | None) -> tuple[dict, dict]:
     return config, state
 
 
-def _resume(path: Path, folder: RunFolder | None, epochs: int | None, output: Output, trace: bool, world: World | None) -> dict:
-    read = lambda: _read_resumable(path, epochs)  # noqa: E731
-    config, state = world.from_leader(read) if world else read()
+def _resume(path: Path, folder: RunFolder | None, config: dict, state: dict, epochs: int | None, output: Output, trace: bool,
+            world: World | None) -> dict:
     recorded = dict(config["settings"])
     plugins, options = recorded.pop("plugins"), recorded.pop("options")
     recorded["hidden"] = tuple(recorded["hidden"]) if recorded["hidden"] else None

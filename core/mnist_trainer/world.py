@@ -180,7 +180,8 @@ def joined(device_text: str, backend: str = "auto") -> Iterator[World]:
     """This process's `World` for the length of a run: joined to the others under torchrun, alone otherwise."""
     if not launched() or int(os.environ["WORLD_SIZE"]) == 1:
         device = resolve_device(device_text)
-        _backend(backend, device)  # a backend that could not work is refused alone too
+        if backend != "auto":
+            _backend(backend, device)  # a backend that could not work is refused on one process too
         yield World(device=device)
         return
     world = _join(device_text, backend)
