@@ -158,6 +158,22 @@ def mnist_trainer_epoch_end(run):
     if run.epoch == 2:
         run.stop("enough")
 """
+RANK_ONE_STOPS = """
+from mnist_trainer import every_rank, hookimpl
+
+@hookimpl
+@every_rank
+def mnist_trainer_epoch_end(run):
+    if run.world.rank == 1 and run.epoch == 2:
+        run.stop("rank 1 had enough")
+"""
+RANK_ZERO_FAILS_AT_THE_END = """
+from mnist_trainer import hookimpl
+
+@hookimpl
+def mnist_trainer_run_end(run):
+    raise ValueError("cannot upload the report")
+"""
 
 
 def test_a_rank_failing_gives_one_line_per_process_and_rank_0_records_the_cause(fake_plugin, tmp_path):
@@ -173,17 +189,40 @@ def test_a_rank_failing_gives_one_line_per_process_and_rank_0_records_the_cause(
     assert summary["status"] == "failed" and "rank 1 failed" in summary["reason"]
 
 
-def test_a_stop_asked_on_rank_0_stops_every_rank_together(fake_plugin, tmp_path):
-    site = fake_plugin("stopper", RANK_ZERO_STOPS)
+@pytest.mark.parametrize("source, reason", [(RANK_ZERO_STOPS, "enough"), (RANK_ONE_STOPS, "rank 1 had enough")],
+                         ids=["asked-on-rank-0", "asked-on-rank-1"])
+def test_a_stop_asked_on_any_rank_stops_every_rank_together_with_its_reason(fake_plugin, tmp_path, source, reason):
+    site = fake_plugin("stopper", source)
     ended = torchrun("--plugin", "stopper", "--plugin", "relu", *SHORT, "--out", tmp_path / "run", env={"PYTHONPATH": str(site)})
     assert ended.returncode == 0, ended.stderr
     summary = json.loads((tmp_path / "run" / "config.json").read_text())["summary"]
-    assert summary["status"] == "stopped" and summary["reason"] == "enough" and summary["epochs"] == 2
+    assert summary["status"] == "stopped" and summary["reason"] == reason and summary["epochs"] == 2
+
+
+def test_rank_0_failing_after_the_last_epoch_stops_the_others_with_one_line(fake_plugin, tmp_path):
+    site = fake_plugin("endfail", RANK_ZERO_FAILS_AT_THE_END)
+    ended = torchrun("--plugin", "endfail", "--plugin", "relu", *SHORT, "--out", tmp_path / "run", env={"PYTHONPATH": str(site)})
+    assert ended.returncode != 0 and "[rank" not in ended.stderr and "Exception ignored" not in ended.stderr, ended.stderr
+    assert sorted(errors(ended)) == [
+        "Error: plugin 'endfail' failed in mnist_trainer_run_end: ValueError: cannot upload the report",
+        "Error: rank 1: stopped, because rank 0 failed: plugin 'endfail' failed in mnist_trainer_run_end: "
+        "ValueError: cannot upload the report"]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["summary"]["status"] == "failed"
+
+
+def test_mnist_run_nproc_starts_the_processes_through_torchrun_and_exits_as_they_do(tmp_path):
+    started = console("mnist-run", "--nproc", "2", "--plugin", "relu", *SHORT, "--out", tmp_path / "run", env=ENV)
+    assert started.returncode == 0 and started.stderr == "", started.stderr  # the launcher adds nothing
+    assert "processes    2 over gloo" in started.stdout and started.stdout.count("done: test accuracy") == 1
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["world"]["size"] == 2
+    nested = console("mnist-run", "--nproc", "2", "--plugin", "relu", env={"WORLD_SIZE": "2", "RANK": "0"})
+    assert nested.returncode == 2 and nested.stderr == "Error: --nproc starts torchrun itself; under torchrun, leave --nproc out\n"
 
 
 def test_what_cannot_work_across_processes_is_one_line_per_process(tmp_path):
-    uneven = torchrun("--plugin", "relu", *SHORT[:4], "--batch-size", "49", "--out", tmp_path / "uneven")
-    assert uneven.returncode != 0
+    uneven = console("mnist-run", "--nproc", "2", "--plugin", "relu", *SHORT[:4], "--batch-size", "49", "--out",
+                     tmp_path / "uneven", env=ENV)
+    assert uneven.returncode == 2 and uneven.stdout == ""
     assert errors(uneven) == ["Error: --batch-size 49 does not split evenly over 2 processes; give a multiple of 2 "
                               "(it is the global batch: each process takes an equal share)"] * 2
     nccl = torchrun("--plugin", "relu", *SHORT, "--backend", "nccl", "--out", tmp_path / "nccl")

@@ -88,7 +88,7 @@ def _output(as_json: bool, quiet: bool = False):
     )
 
 
-RESUME_FLAGS = {"resume", "epochs", "as_json", "trace_plugins", "show_traceback", "backend"}
+RESUME_FLAGS = {"resume", "epochs", "as_json", "trace_plugins", "show_traceback", "backend", "nproc"}
 
 
 def _given(name: str) -> bool:
@@ -142,6 +142,39 @@ def _plugin_errors(show_traceback: bool, terminated: list | None = None) -> Iter
         sys.exit(143 if terminated else 130)
 
 
+def _launch(nproc: int) -> None:
+    """Run this same command on `nproc` processes through ``torch.distributed.run`` (torchrun), then exit as they did.
+
+    Each process prints its own errors; the launcher adds nothing but its exit status, which is
+    the first failed process's (128 + the signal for one killed by a signal).
+    """
+    if "WORLD_SIZE" in os.environ:
+        raise UserError("--nproc starts torchrun itself; under torchrun, leave --nproc out")
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # the cores, shared out
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # each process says what went wrong
+    argv, skip = [], False
+    for arg in sys.argv[1:]:
+        if not skip and not arg.startswith("--nproc="):
+            skip = arg == "--nproc"
+            argv += [] if skip else [arg]
+        else:
+            skip = False
+    try:
+        run(get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "mnist_trainer", *argv]))
+    except ChildFailedError as failed:
+        code = failed.get_first_failure()[1].exitcode
+        sys.exit(code if code > 0 else 128 - code)
+    except SignalException as stopped:
+        sys.exit(128 + stopped.sigval)
+    sys.exit(0)
+
+
 def _training_options(command):
     """The options every training command shares (mnist-run, mnist-compare)."""
     options = [
@@ -183,15 +216,20 @@ def _training_options(command):
               help="Run folder [default: runs/<timestamp>-<plugins>].")
 @click.option("--trace-plugins", is_flag=True,
               help="Print every hook call (hook, plugins, milliseconds) to stderr [also: MNIST_TRAINER_TRACE=1].")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Train on N processes of this machine, started through torch's own launcher (torchrun); "
+                   "one per GPU on CUDA. For several machines, run torchrun -m mnist_trainer yourself.")
 @click.option("--backend", type=click.Choice(["auto", "gloo", "nccl"]), default="auto", show_default=True,
               help="Under torchrun: the process group's backend (auto: nccl on CUDA, gloo on the CPU).")
 @click.option("--list-plugins", is_flag=True, expose_value=False, is_eager=True, callback=_list_plugins,
               help="List installed plugins and exit.")
 @click.version_option(package_name="mnist-trainer")
-def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resume, backend, **fields):
+def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resume, backend, nproc, **fields):
     """Train a network on MNIST-format data, composed from plugins (an MLP unless a model plugin is selected)."""
     if resume is not None:
         _refuse_flags_beside_resume(click.get_current_context())
+    if nproc > 1:
+        _launch(nproc)
     terminated = _on_sigterm_interrupt()
     if "WORLD_SIZE" in os.environ:  # under torchrun: c10d's own logs of a failure would bury the one line each process says
         os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
@@ -208,6 +246,8 @@ def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resu
             else:
                 settings, pipeline = runner.select(plugins, assignments, trace=trace_plugins, **fields)
                 summary = runner.train(settings, pipeline, out, output, world=world)
+            if summary["status"] != "interrupted":
+                world.settle()
     if not world.leader:
         sys.exit({"interrupted": 143 if terminated else 130, "diverged": DIVERGED}.get(summary["status"], 0))
     if as_json:

@@ -212,9 +212,10 @@ def train(settings: Settings, pipeline: Pipeline, out: Path | None, output: Outp
     Under torchrun (`world`), rank 0 alone claims the folder and records.
     """
     world = world or World(device=resolve_device(settings.device))
+    _check_shares(settings, world)
     _say_pipeline(pipeline, output)
     dataset = dataset or load_data(settings, world.device, output)
-    _check_batch(settings, dataset, world)
+    _check_batch(settings, dataset)
     _say_data(dataset, world, output)
     config = _config(settings, pipeline, dataset, world)
     folder = world.leader_does(lambda: RunFolder.claim(out or default_out(settings.plugins)))
@@ -297,6 +298,7 @@ def _resume(path: Path, folder: RunFolder | None, config: dict, state: dict, epo
         raise UserError(f"{path}'s learning-rate schedule was built for {recorded['epochs']} epochs and would not stretch "
                         "to another number; start a new run with --epochs instead")
     world = world or World(device=resolve_device(settings.device))
+    _check_shares(settings, world)
     dataset = load_data(settings, world.device, output)
     now = {"name": dataset.name, "train_size": len(dataset.train), "test_size": len(dataset.test), "fingerprint": fingerprint(dataset)}
     differs = [key for key, value in now.items() if config["dataset"].get(key) != value]
@@ -304,7 +306,7 @@ def _resume(path: Path, folder: RunFolder | None, config: dict, state: dict, epo
         raise UserError(f"{path} was trained on other data ({', '.join(differs)} differ: it was {config['dataset']['name']}, "
                         f"{config['dataset']['train_size']} images, and is now {dataset.name}, {len(dataset.train)}); "
                         "resume it with the same data")
-    _check_batch(settings, dataset, world)
+    _check_batch(settings, dataset)
     status = config.get("summary", {}).get("status")
     if status in RESUMING:
         (output.warn if status == "diverged" else output.note)(f"{path}: {RESUMING[status]}")
@@ -405,8 +407,8 @@ def _callbacks(run: Run, events, kept: dict) -> trainer.Callbacks:
         run.history.append(row)  # the epoch is finished: its row is history for every handler, and for the checkpoint
         events.emit("mnist_trainer_epoch_end", run=run)
         kept["weights"] = _copy_weights(run.network)
-        if world.any(run.stop_requested is not None) and run.stop_requested is None:  # every rank stops together
-            run.stop_requested = "stopped on another rank"
+        asked = [reason for reason in world.everyone(run.stop_requested) if reason]  # every rank stops together
+        run.stop_requested = run.stop_requested or (asked[0] if asked else None)
         return run.stop_requested is not None
 
     listening = events.listens("mnist_trainer_step_end")
@@ -444,12 +446,15 @@ def _reseed_follower(run: Run, epoch: int) -> None:
     run.generators["transform"].manual_seed(int.from_bytes(derived[8:16], "big") >> 1)
 
 
-def _check_batch(settings: Settings, dataset: Dataset, world: World) -> None:
-    if settings.batch_size > len(dataset.train):
-        raise UserError(f"--batch-size {settings.batch_size} is larger than the {len(dataset.train)} training images of {dataset.name}; choose a smaller one")
+def _check_shares(settings: Settings, world: World) -> None:
     if settings.batch_size % world.size:
         raise UserError(f"--batch-size {settings.batch_size} does not split evenly over {world.size} processes; give a multiple "
                         f"of {world.size} (it is the global batch: each process takes an equal share)")
+
+
+def _check_batch(settings: Settings, dataset: Dataset) -> None:
+    if settings.batch_size > len(dataset.train):
+        raise UserError(f"--batch-size {settings.batch_size} is larger than the {len(dataset.train)} training images of {dataset.name}; choose a smaller one")
 
 
 def _say_data(dataset: Dataset, world: World, output: Output) -> None:

@@ -145,11 +145,14 @@ def step(loop: Loop, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 
 
 def evaluate(network: torch.nn.Module, split: Split, metrics: Sequence[Metric], world: World = World()) -> dict[str, float]:
-    """Every metric on the whole split, in one batched pass in eval mode; each process computes its share's logits."""
+    """Every metric on the whole split, in one batched pass in eval mode; each process computes its share's logits.
+
+    The share goes in chunks, which bound the activations' memory (an empty share, one empty chunk).
+    """
     network.eval()
     start, stop = world.share(len(split))
     with torch.inference_mode():
-        chunks = [(begin, min(begin + EVAL_CHUNK, stop)) for begin in range(start, stop, EVAL_CHUNK)]  # bound the activations' memory
+        chunks = [(begin, min(begin + EVAL_CHUNK, stop)) for begin in range(start, stop, EVAL_CHUNK)] or [(start, stop)]
         first = network(split.images[start : chunks[0][1]])
         logits = torch.empty(stop - start, first.shape[1], device=first.device, dtype=first.dtype)
         logits[: len(first)] = first

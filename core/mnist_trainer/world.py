@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import signal
 import socket
 import time
 from typing import Any, Callable, Iterator, TypeVar
@@ -27,7 +28,6 @@ TIMEOUT_ENV = "MNIST_TRAINER_DIST_TIMEOUT"  # seconds any collective may wait fo
 DEFAULT_TIMEOUT = 300
 BACKENDS = ("auto", "gloo", "nccl")
 FAILURE = "mnist_trainer/failure"
-CAUSE_POLLS, CAUSE_POLL_SECONDS = 30, 0.1  # how long a rank looks for the failure that stopped it
 
 
 class RankFailed(UserError):
@@ -76,14 +76,6 @@ class World:
         lengths = [stop - start for start, stop in (attrs.evolve(self, rank=rank).share(count) for rank in range(self.size))]
         return torch.cat([whole[:length] for whole, length in zip(parts, lengths)])
 
-    def any(self, flag: bool) -> bool:
-        """Whether `flag` is true on any rank: how the ranks decide together (to stop, for one)."""
-        if self.size == 1:
-            return flag
-        value = torch.tensor([int(flag)], device=self.device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item())
-
     def everyone(self, value: T) -> list[T]:
         """Each rank's `value` (plain data), in rank order."""
         if self.size == 1:
@@ -127,16 +119,28 @@ class World:
                 self.store.set(FAILURE, f"rank {self.rank} failed: {message}")
 
     def cause(self) -> str | None:
-        """The first failure another rank left, waiting a moment for it to arrive; None when none did."""
+        """The first failure another rank left, or None. A failing rank leaves it before its connections close
+        (and so before torchrun stops the others), so it is there when a peer looks, unless that rank was killed."""
         if self.store is None:
             return None
-        with contextlib.suppress(Exception):
-            for _ in range(CAUSE_POLLS):
-                if self.store.check([FAILURE]):
-                    text = self.store.get(FAILURE).decode()
-                    return None if text.startswith(f"rank {self.rank} ") else text
-                time.sleep(CAUSE_POLL_SECONDS)
+        with contextlib.suppress(Exception, KeyboardInterrupt):  # torchrun's SIGTERM may come meanwhile
+            if self.store.check([FAILURE]):
+                text = self.store.get(FAILURE).decode()
+                return None if text.startswith(f"rank {self.rank} ") else text
         return None
+
+    def settle(self) -> None:
+        """Wait until every process has ended its run, so none leaves while another still talks to it.
+
+        Only after an ending every rank reaches (completed, stopped, diverged): an interrupted rank
+        makes no further collective, or it would wait on one its peer never joins.
+        """
+        if self.size == 1:
+            return
+        try:
+            dist.barrier()
+        except Exception as error:
+            raise explain(self, error) from None
 
     def describe(self) -> dict:
         """The record of the processes: world size, backend and every rank's device (gathered from all ranks)."""
@@ -187,7 +191,6 @@ def joined(device_text: str, backend: str = "auto") -> Iterator[World]:
     world = _join(device_text, backend)
     try:
         yield world
-        dist.barrier()  # no process leaves while another still talks to it
     except Exception as error:
         if not isinstance(error, RankFailed):
             world.failed(getattr(error, "message", None) or f"{type(error).__name__}: {error}".rstrip(": "))
@@ -195,6 +198,8 @@ def joined(device_text: str, backend: str = "auto") -> Iterator[World]:
     finally:
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
+        for stop in (signal.SIGINT, signal.SIGTERM):  # out of the run: torchrun stopping the others adds no noise here
+            signal.signal(stop, signal.SIG_IGN)
 
 
 def explain(world: World, error: BaseException) -> BaseException:
