@@ -100,6 +100,17 @@ def test_two_processes_train_as_one_does(tmp_path, plugins, atol):
     assert sorted(path.name for path in (tmp_path / "two").iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "model.pt"]
 
 
+def test_every_rank_starts_from_the_same_pretrained_weights_as_one_process(tmp_path):
+    flags = ["--plugin", "rbm-pretrain", "-o", "rbm-pretrain.epochs=1", *SHORT[:3], "2", *SHORT[4:]]  # 2 epochs
+    one = console("mnist-run", *flags, "--out", tmp_path / "one", env=ENV)
+    two = torchrun(*flags, "--out", tmp_path / "two")
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    reports = [line for line in one.stdout.splitlines() if line.startswith("rbm-pretrain ") and "seconds=" not in line]
+    assert reports and [line for line in two.stdout.splitlines()
+                        if line.startswith("rbm-pretrain ") and "seconds=" not in line] == reports  # rank 0's only
+    assert_same_training(tmp_path / "one", tmp_path / "two")
+
+
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
