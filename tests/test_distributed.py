@@ -248,3 +248,15 @@ def test_a_missing_or_unreachable_rendezvous_is_one_line_not_a_hang(tmp_path):
                      env={**alone, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})
     assert nobody.returncode == 2 and len(nobody.stderr.strip().splitlines()) == 1, nobody.stderr
     assert nobody.stderr.startswith("Error: rank 1: cannot join the other 1 process(es) at 127.0.0.1:")
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices for nccl (each process has its own)")
+def test_two_gpus_over_nccl_train_as_one_gpu_does(tmp_path):
+    flags = ["--plugin", "batchnorm", "--plugin", "he", *RUN[:-2], "--device", "cuda"]
+    one = console("mnist-run", *flags, "--out", tmp_path / "one", env=ENV)
+    two = torchrun(*flags, "--out", tmp_path / "two")
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    world = json.loads((tmp_path / "two" / "config.json").read_text())["world"]
+    assert world["backend"] == "nccl" and [device.split(":")[:2] for device in world["devices"]] == [["cuda", "0"], ["cuda", "1"]]
+    for row, twin in zip(epochs(tmp_path / "one"), epochs(tmp_path / "two"), strict=True):  # GPU kernels: not bitwise
+        assert all(twin[key] == pytest.approx(value, rel=1e-4) for key, value in row.items() if key not in ("stage", "epoch"))
