@@ -83,16 +83,27 @@ def test_shares_split_a_count_into_contiguous_parts_in_rank_order():
         assert max(b - a for a, b in parts) - min(b - a for a, b in parts) <= 1
 
 
-@pytest.mark.parametrize("plugins, atol", [(["relu", "xavier"], 1e-5), (["batchnorm", "he"], 5e-5)], ids=["relu+xavier", "batchnorm+he"])
-def test_two_processes_train_as_one_does(tmp_path, plugins, atol):
+def largest_difference(one, other):
+    ours, theirs = weights(one), weights(other)
+    return max(float((ours[key].float() - theirs[key].float()).abs().max()) for key in ours)
+
+
+@pytest.mark.parametrize("plugins", [["relu", "xavier"], ["batchnorm", "he"]], ids="+".join)
+def test_two_processes_train_as_one_does(tmp_path, plugins):
     flags = [arg for name in plugins for arg in ("--plugin", name)] + RUN
     alone = console("mnist-run", *flags, "--out", tmp_path / "one", env=ENV)
     assert alone.returncode == 0, alone.stderr
     two = torchrun(*flags, "--out", tmp_path / "two")
     assert two.returncode == 0, two.stderr
     assert "processes    2 over gloo" in two.stdout and two.stdout.count("done: test accuracy") == 1  # rank 0 alone speaks
-    # batch norm: 2 of the first layer's 200,704 weights drift by up to 1.4e-5 after 540 Adam steps (sums in another
-    # order, and Adam's division by the root of small second moments); every loss and metric agrees within 1e-5
+    atol = 1e-5
+    if "batchnorm" in plugins:
+        # With batch norm, one process on 2 threads instead of 1 (sums in another order, nothing else) already ends up to
+        # 4e-5 away on some first-layer weights after 540 Adam steps: below that floor no implementation can agree, so two
+        # processes are held to twice the distance between those two single-process runs, and never looser than 1e-5.
+        threads = console("mnist-run", *flags, "--out", tmp_path / "threads", env={**ENV, "OMP_NUM_THREADS": "2"})
+        assert threads.returncode == 0, threads.stderr
+        atol = max(atol, 2 * largest_difference(tmp_path / "one", tmp_path / "threads"))
     assert_same_training(tmp_path / "one", tmp_path / "two", atol=atol)
     config = json.loads((tmp_path / "two" / "config.json").read_text())
     assert config["world"]["size"] == 2 and config["world"]["backend"] == "gloo" and len(config["world"]["devices"]) == 2
