@@ -239,6 +239,8 @@ def test_mnist_run_nproc_starts_the_processes_through_torchrun_and_exits_as_they
     assert json.loads((tmp_path / "run" / "config.json").read_text())["world"]["size"] == 2
     nested = console("mnist-run", "--nproc", "2", "--plugin", "relu", env={"WORLD_SIZE": "2", "RANK": "0"})
     assert nested.returncode == 2 and nested.stderr == "Error: --nproc starts torchrun itself; under torchrun, leave --nproc out\n"
+    comparing = console("mnist-compare", "relu", "core", env={"WORLD_SIZE": "2", "RANK": "0"})
+    assert comparing.returncode == 2 and comparing.stderr.startswith("Error: mnist-compare trains its arms one after another")
 
 
 def test_what_cannot_work_across_processes_is_one_line_per_process(tmp_path):

@@ -303,6 +303,9 @@ def compare(arms, plugins, assignments, seeds, score_on, out, as_json, show_trac
     """
     from . import compare as comparing
 
+    if "WORLD_SIZE" in os.environ:
+        raise UserError("mnist-compare trains its arms one after another in one process; under torchrun, "
+                        "train each arm with torchrun -m mnist_trainer --plugin ... instead")
     with _plugin_errors(show_traceback):
         chosen = comparing.parse_arms(arms, plugins)
         result = comparing.compare(chosen, comparing.parse_seeds(seeds, fields["seed"]), assignments,
