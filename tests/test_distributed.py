@@ -221,6 +221,29 @@ def test_a_stop_asked_on_any_rank_stops_every_rank_together_with_its_reason(fake
     assert summary["status"] == "stopped" and summary["reason"] == reason and summary["epochs"] == 2
 
 
+RANK_ONE_FAILS_AT_THE_END = """
+from mnist_trainer import every_rank, hookimpl
+
+@hookimpl
+@every_rank
+def mnist_trainer_run_end(run):
+    if run.world.rank == 1:
+        raise ValueError("cannot upload the report")
+"""
+
+
+def test_rank_1_failing_at_run_end_makes_the_record_failed_before_rank_0_finishes_it(fake_plugin, tmp_path):
+    site = fake_plugin("endfail", RANK_ONE_FAILS_AT_THE_END)
+    ended = torchrun("--plugin", "endfail", "--plugin", "relu", *SHORT, "--out", tmp_path / "run", env={"PYTHONPATH": str(site)})
+    assert ended.returncode != 0 and "done: test accuracy" not in ended.stdout, ended.stdout
+    assert sorted(errors(ended)) == [
+        "Error: plugin 'endfail' failed in mnist_trainer_run_end: ValueError: cannot upload the report",
+        "Error: rank 0: stopped, because rank 1 failed: plugin 'endfail' failed in mnist_trainer_run_end: "
+        "ValueError: cannot upload the report"]
+    summary = json.loads((tmp_path / "run" / "config.json").read_text())["summary"]
+    assert summary["status"] == "failed" and summary["reason"].startswith("rank 1 failed: plugin 'endfail'")
+
+
 def test_rank_0_failing_after_the_last_epoch_stops_the_others_with_one_line(fake_plugin, tmp_path):
     site = fake_plugin("endfail", RANK_ZERO_FAILS_AT_THE_END)
     ended = torchrun("--plugin", "endfail", "--plugin", "relu", *SHORT, "--out", tmp_path / "run", env={"PYTHONPATH": str(site)})

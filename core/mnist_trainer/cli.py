@@ -209,7 +209,7 @@ def _training_options(command):
 @click.command(cls=_WithPlugins, context_settings={"help_option_names": ["-h", "--help"]},
                epilog="Example: mnist-run --plugin batchnorm --plugin he")
 @_training_options
-@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, metavar="RUN",
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="RUN",
               help="Continue the run recorded in RUN from its last checkpoint, with its own settings; "
                    "--epochs extends a finished run.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -239,7 +239,7 @@ def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resu
 
         if fields["data_dir"] is not None:  # recorded absolute, so the run resumes from any folder
             fields["data_dir"] = str(Path(fields["data_dir"]).resolve())
-        with joined(runner.recorded_device(resume) if resume else fields["device"], backend) as world:
+        with joined(runner.recorded_device(resume) if resume else fields["device"], backend, resuming=resume is not None) as world:
             output = _output(as_json, quiet=not world.leader)
             if resume is not None:
                 summary = runner.resume(resume, fields["epochs"] if _given("epochs") else None, output, trace_plugins, world)

@@ -128,6 +128,8 @@ class RunFolder:
 
         A run killed while writing leaves the temporary file of that write behind; it goes now.
         """
+        if not Path(path).is_dir():
+            raise UserError(f"--resume {path}: no such folder; give the folder of an mnist-run")
         folder = cls(path, [])
         try:
             folder.rows = [json.loads(line) for line in (folder.path / METRICS).read_text().splitlines()]

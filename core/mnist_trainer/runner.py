@@ -30,7 +30,7 @@ from .run import Run
 from .settings import Settings, build_options, parse_assignments
 from .stages import InitContext
 from .weights import layers
-from .world import World, describe_device, explain, replicate, resolve_device
+from .world import RankFailed, World, describe_device, explain, replicate, resolve_device
 
 TRANSFORM_SEED_OFFSET = 1  # transforms draw from their own generator, so adding one leaves the shuffle unchanged
 
@@ -431,8 +431,33 @@ def _diverged(run: Run, diverged: trainer.Diverged) -> str:
 
 
 def _finish(run: Run, events, status: str, reason: str) -> None:
+    """Set how the run ended and emit run_end.
+
+    Under torchrun, an ending every rank reaches together (completed, stopped, diverged) is agreed
+    first: ranks above 0 run their run_end handlers, and rank 0 records a failure of theirs as the
+    run's before its own record is finished, then stops with it.
+    """
     run.status, run.reason, run.ended = status, reason, time.perf_counter()
-    events.emit("mnist_trainer_run_end", run=run)
+    world = run.world
+    if world.size == 1 or status not in ("completed", "stopped", "diverged"):  # a peer may be gone: no collective
+        events.emit("mnist_trainer_run_end", run=run)
+        return
+    failure = None
+    if not world.leader:
+        try:
+            events.emit("mnist_trainer_run_end", run=run)
+        except Exception as error:
+            failure = error
+    said = world.everyone(getattr(failure, "message", f"{type(failure).__name__}: {failure}") if failure else None)
+    failed = [f"rank {rank} failed: {message}" for rank, message in enumerate(said) if message]
+    if failure is not None:
+        raise failure
+    if world.leader:
+        if failed:
+            run.status, run.reason = "failed", failed[0]
+        events.emit("mnist_trainer_run_end", run=run)
+        if failed:
+            raise RankFailed(f"rank 0: stopped, because {failed[0]}")
 
 
 def _generator(device: torch.device, seed: int) -> torch.Generator:

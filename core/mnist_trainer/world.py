@@ -139,8 +139,11 @@ class World:
             return
         try:
             dist.barrier()
-        except Exception as error:
-            raise explain(self, error) from None
+        except (Exception, KeyboardInterrupt) as error:  # torchrun's SIGTERM, when a peer that failed is gone first
+            cause = explain(self, error)
+            if cause is error:
+                raise
+            raise cause from None
 
     def describe(self) -> dict:
         """The record of the processes: world size, backend and every rank's device (gathered from all ranks)."""
@@ -180,15 +183,18 @@ def resolve_device(text: str) -> torch.device:
 
 
 @contextlib.contextmanager
-def joined(device_text: str, backend: str = "auto") -> Iterator[World]:
-    """This process's `World` for the length of a run: joined to the others under torchrun, alone otherwise."""
+def joined(device_text: str, backend: str = "auto", resuming: bool = False) -> Iterator[World]:
+    """This process's `World` for the length of a run: joined to the others under torchrun, alone otherwise.
+
+    `resuming`: the device is the record's, so a run recorded on ``cuda:N`` resumes on each process's own GPU.
+    """
     if not launched() or int(os.environ["WORLD_SIZE"]) == 1:
         device = resolve_device(device_text)
         if backend != "auto":
             _backend(backend, device)  # a backend that could not work is refused on one process too
         yield World(device=device)
         return
-    world = _join(device_text, backend)
+    world = _join(device_text.split(":")[0] if resuming else device_text, backend)
     try:
         yield world
     except Exception as error:
@@ -211,8 +217,9 @@ def explain(world: World, error: BaseException) -> BaseException:
         return RankFailed(f"rank {world.rank}: stopped, because {cause}")
     if isinstance(error, dist.DistError) or any(word in str(error) for word in ("gloo", "NCCL")):
         detail = str(error).strip().splitlines()[0].split("] ", 1)[-1].split(". ")[0]
-        return RankFailed(f"rank {world.rank}: stopped, because another process left the run without saying why ({detail}); "
-                          "see its output, or the launcher's")
+        return RankFailed(f"rank {world.rank}: stopped, because a collective with the other processes failed ({detail}): "
+                          "one ended without saying why (see its output, or the launcher's), or made a collective "
+                          "the others did not")
     return error
 
 
@@ -326,6 +333,8 @@ class CpuSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
         dims, shape = [0, *range(2, input.dim())], [1, -1] + [1] * (input.dim() - 2)
         wide = input.double()  # in double, as F.batch_norm accumulates on the CPU: one pass loses nothing to cancellation
         local = wide.new_tensor([input.numel() // input.shape[1]])
+        if int(local) * dist.get_world_size() < 2:
+            raise ValueError("Expected more than 1 value per channel when training, got a global batch of 1")
         totals = _SumOverRanks.apply(torch.cat([wide.sum(dims), wide.square().sum(dims), local]))  # one collective
         count = totals[-1]
         mean, variance = totals[: self.num_features] / count, totals[self.num_features : -1] / count
@@ -347,12 +356,13 @@ class CpuSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
 def synchronise(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Every batch norm in `network` made to use the global batch's statistics: same parameters, same state_dict.
 
-    torch's own `SyncBatchNorm` on CUDA; `CpuSyncBatchNorm`, swapped in place, on the CPU.
+    torch's own `SyncBatchNorm` on CUDA; `CpuSyncBatchNorm`, swapped in place, on the CPU, for torch's own
+    batch norm classes only (a subclass keeps its forward, and its statistics stay each process's own).
     """
     if device.type == "cuda":
         return torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
     for module in network.modules():
-        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+        if type(module) in (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d):
             module.__class__ = CpuSyncBatchNorm
     return network
 
