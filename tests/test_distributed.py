@@ -215,10 +215,12 @@ def test_a_rank_failing_gives_one_line_per_process_and_rank_0_records_the_cause(
                          ids=["asked-on-rank-0", "asked-on-rank-1"])
 def test_a_stop_asked_on_any_rank_stops_every_rank_together_with_its_reason(fake_plugin, tmp_path, source, reason):
     site = fake_plugin("stopper", source)
-    ended = torchrun("--plugin", "stopper", "--plugin", "relu", *SHORT, "--out", tmp_path / "run", env={"PYTHONPATH": str(site)})
+    ended = torchrun("--plugin", "stopper", "--plugin", "relu", *SHORT, "--checkpoint-every", "3", "--out", tmp_path / "run",
+                     env={"PYTHONPATH": str(site)})
     assert ended.returncode == 0, ended.stderr
     summary = json.loads((tmp_path / "run" / "config.json").read_text())["summary"]
     assert summary["status"] == "stopped" and summary["reason"] == reason and summary["epochs"] == 2
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 2  # the stopped epoch's, to extend it
 
 
 RANK_ONE_FAILS_AT_THE_END = """

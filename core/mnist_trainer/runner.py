@@ -30,7 +30,7 @@ from .run import Run
 from .settings import Settings, build_options, parse_assignments
 from .stages import InitContext
 from .weights import layers
-from .world import RankFailed, World, describe_device, explain, replicate, resolve_device
+from .world import RankFailed, StopTogether, World, describe_device, explain, replicate, resolve_device
 
 TRANSFORM_SEED_OFFSET = 1  # transforms draw from their own generator, so adding one leaves the shuffle unchanged
 
@@ -223,7 +223,7 @@ def train(settings: Settings, pipeline: Pipeline, out: Path | None, output: Outp
         if folder is not None:
             folder.write_config(config)
         run = Run(settings, dataset, world.device, folder and folder.path, pipeline.events, world=world)
-        execute(pipeline, run, _builtins(folder, config, output) if folder else {})
+        execute(pipeline, run, _builtins(folder, config, output, world))
         return summary(run, config)
     finally:
         if folder is not None:
@@ -318,13 +318,17 @@ def _resume(path: Path, folder: RunFolder | None, config: dict, state: dict, epo
     if folder is not None:
         folder.keep_until(state["epoch"])
     run = Run(settings, dataset, world.device, folder and folder.path, pipeline.events, world=world)
-    execute(pipeline, run, _builtins(folder, config, output) if folder else {}, state)
+    execute(pipeline, run, _builtins(folder, config, output, world), state)
     return summary(run, config)
 
 
-def _builtins(folder: RunFolder, config: dict, output: Output) -> dict[str, Any]:
-    builtins = {"record": RecordWriter(folder, config), "terminal": Terminal(output.say)}
-    if output.progress:
+def _builtins(folder: RunFolder | None, config: dict, output: Output, world: World) -> dict[str, Any]:
+    """The run-time built-in plugins: the record, table and progress bar on rank 0, and under torchrun the stop agreement
+    (registered first, so it acts inside the record writer's wrapper)."""
+    builtins: dict[str, Any] = {"ranks": StopTogether()} if world.size > 1 else {}
+    if folder is not None:
+        builtins.update(record=RecordWriter(folder, config), terminal=Terminal(output.say))
+    if folder is not None and output.progress:
         builtins["progress"] = Progress()
     return builtins
 
@@ -407,8 +411,6 @@ def _callbacks(run: Run, events, kept: dict) -> trainer.Callbacks:
         run.history.append(row)  # the epoch is finished: its row is history for every handler, and for the checkpoint
         events.emit("mnist_trainer_epoch_end", run=run)
         kept["weights"] = _copy_weights(run.network)
-        asked = [reason for reason in world.everyone(run.stop_requested) if reason]  # every rank stops together
-        run.stop_requested = run.stop_requested or (asked[0] if asked else None)
         return run.stop_requested is not None
 
     listening = events.listens("mnist_trainer_step_end")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from .errors import UserError
+from .hookspecs import every_rank, hookimpl
 
 T = TypeVar("T")
 TIMEOUT_ENV = "MNIST_TRAINER_DIST_TIMEOUT"  # seconds any collective may wait for the other processes
@@ -150,6 +152,22 @@ class World:
         return {"size": self.size, "backend": self.backend, "devices": self.everyone(describe_device(self.device))}
 
 
+class StopTogether:
+    """Built-in plugin under torchrun: once every other epoch_end handler has run, the ranks agree whether to stop.
+
+    A stop asked in any process (rank 0's handlers, or an `every_rank` one elsewhere) stops all of
+    them after this epoch, with the first asker's reason. It acts inside the record writer, so the
+    final checkpoint is written for a stop asked on any rank.
+    """
+
+    @hookimpl(wrapper=True)
+    @every_rank
+    def mnist_trainer_epoch_end(self, run):
+        yield
+        asked = [reason for reason in run.world.everyone(run.stop_requested) if reason]
+        run.stop_requested = run.stop_requested or (asked[0] if asked else None)
+
+
 def describe_device(device: torch.device) -> str:
     import platform
 
@@ -202,10 +220,11 @@ def joined(device_text: str, backend: str = "auto", resuming: bool = False) -> I
             world.failed(getattr(error, "message", None) or f"{type(error).__name__}: {error}".rstrip(": "))
         raise
     finally:
+        for stop in (signal.SIGINT, signal.SIGTERM):  # out of the run: torchrun stopping the others must not replace
+            signal.signal(stop, signal.SIG_IGN)        # this process's own ending with an interrupt
+        gc.collect()  # the replica's pending gloo work goes now, not in the interpreter's teardown (an abort there)
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
-        for stop in (signal.SIGINT, signal.SIGTERM):  # out of the run: torchrun stopping the others adds no noise here
-            signal.signal(stop, signal.SIG_IGN)
 
 
 def explain(world: World, error: BaseException) -> BaseException:
