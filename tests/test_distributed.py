@@ -15,7 +15,7 @@ import sys
 import pytest
 import torch
 
-from mnist_trainer.world import World
+from mnist_trainer.world import CpuSyncBatchNorm, World, synchronise
 from tests.conftest import console
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -86,6 +86,22 @@ def test_shares_split_a_count_into_contiguous_parts_in_rank_order():
 def largest_difference(one, other):
     ours, theirs = weights(one), weights(other)
     return max(float((ours[key].float() - theirs[key].float()).abs().max()) for key in ours)
+
+
+def test_torchs_batch_norms_are_synchronised_in_place_and_a_subclass_keeps_its_own_forward():
+    class Custom(torch.nn.BatchNorm1d):
+        def forward(self, input):
+            return super().forward(input) * 2
+
+    network = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), Custom(3), torch.nn.BatchNorm2d(2))
+    before = {key: value.clone() for key, value in network.state_dict().items()}
+    weight = network[1].weight
+    synchronise(network, torch.device("cpu"))
+    assert [type(module) for module in network] == [torch.nn.Linear, CpuSyncBatchNorm, Custom, CpuSyncBatchNorm]
+    assert network[1].weight is weight and network.state_dict().keys() == before.keys()
+    inputs = torch.randn(8, 3)
+    assert torch.equal(network[1](inputs), torch.nn.functional.batch_norm(inputs, None, None, training=True,
+                                                                          weight=weight, bias=network[1].bias))  # one process
 
 
 @pytest.mark.parametrize("plugins", [["relu", "xavier"], ["batchnorm", "he"]], ids="+".join)
