@@ -73,7 +73,7 @@ MISTAKES = {
         "def mnist_trainer_model(settings):\n    from mnist_trainer import Model\n"
         "    return Model('tiny', lambda slots: nn.Linear(784, 3), uses=('activation', 'hidden'))",
         ["failed in mnist_trainer_model (build)", "maps (2, 784) images to (2, 3), not (2, 10) logits"], True),
-        "exception in a stage hook": (
+    "exception in a stage hook": (
         "def mnist_trainer_regularizer(settings):\n    raise KeyError('p')",
         ["failed in mnist_trainer_regularizer", "KeyError: 'p'"], False),
     "requires returns a string": (

@@ -148,23 +148,24 @@ def _launch(nproc: int) -> None:
     Each process prints its own errors; the launcher adds nothing but its exit status, which is
     the first failed process's (128 + the signal for one killed by a signal).
     """
-    if "WORLD_SIZE" in os.environ:
-        raise UserError("--nproc starts torchrun itself; under torchrun, leave --nproc out")
     import logging
 
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
+    from .world import launched
+
+    if launched():
+        raise UserError("--nproc starts torchrun itself; under torchrun, leave --nproc out")
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # the cores, shared out
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # each process says what went wrong
-    argv, skip = [], False
-    for arg in sys.argv[1:]:
-        if not skip and not arg.startswith("--nproc="):
-            skip = arg == "--nproc"
-            argv += [] if skip else [arg]
-        else:
-            skip = False
+    argv, args = [], iter(sys.argv[1:])
+    for arg in args:  # this command without --nproc N, for each process
+        if arg == "--nproc":
+            next(args, None)
+        elif not arg.startswith("--nproc="):
+            argv.append(arg)
     try:
         run(get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "mnist_trainer", *argv]))
     except ChildFailedError as failed:
@@ -248,22 +249,23 @@ def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resu
                 summary = runner.train(settings, pipeline, out, output, world=world)
             if summary["status"] != "interrupted":
                 world.settle()
-    if not world.leader:
-        sys.exit({"interrupted": 143 if terminated else 130, "diverged": DIVERGED}.get(summary["status"], 0))
+    code = {"interrupted": 143 if terminated else 130, "diverged": DIVERGED}.get(summary["status"], 0)
+    if not world.leader:  # rank 0 alone says how the run ended
+        sys.exit(code)
     if as_json:
         click.echo(to_json(summary, indent=2))
     if summary["status"] == "interrupted":
-        signal_name, code = ("SIGTERM", 143) if terminated else ("Ctrl-C", 130)
+        signal_name = "SIGTERM" if terminated else "Ctrl-C"
         if summary["saved"]:
             click.echo(f"interrupted ({signal_name}) and recorded with epoch {summary['saved']['epoch']}; resume with: "
                        f"mnist-run --resume {shlex.quote(summary['out'])}", err=True)
         else:
             click.echo(f"interrupted ({signal_name}) before its first epoch ended: nothing to resume; "
                        f"start it again (the record in {summary['out']} says so)", err=True)
-        sys.exit(code)
     if summary["status"] == "diverged":
         click.echo(f"diverged: {summary['reason']}; record in {summary['out']}", err=True)
-        sys.exit(DIVERGED)
+    if code:
+        sys.exit(code)
 
 
 @click.command(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -302,8 +304,9 @@ def compare(arms, plugins, assignments, seeds, score_on, out, as_json, show_trac
     gradients.png.
     """
     from . import compare as comparing
+    from .world import launched
 
-    if "WORLD_SIZE" in os.environ:
+    if launched():
         raise UserError("mnist-compare trains its arms one after another in one process; under torchrun, "
                         "train each arm with torchrun -m mnist_trainer --plugin ... instead")
     with _plugin_errors(show_traceback):

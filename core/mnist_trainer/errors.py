@@ -14,6 +14,13 @@ class UserError(click.ClickException):
         super().__init__(" ".join(str(message).split()))  # a value holding a newline must not make two lines
 
 
+def one_line(error: BaseException) -> str:
+    """An exception as the one line a record or another process gives: a `UserError`'s message, else ``Type: text``."""
+    if isinstance(error, click.ClickException):
+        return error.message
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+
+
 class PluginError(UserError):
     """A plugin's mistake, named with the plugin and the hook; the original exception is the ``__cause__``.
 

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import PluginError, UserError
+from .errors import PluginError, UserError, one_line
 from .guards import describe
 from .hookspecs import hookimpl
 
@@ -237,7 +237,7 @@ class RecordWriter:
         except Exception as error:
             if run.status != "failed":
                 blamed = run.events.blame(error, "mnist_trainer_run_end")
-                run.status, run.reason = "failed", getattr(blamed, "message", f"{type(error).__name__}: {error}")
+                run.status, run.reason = "failed", one_line(blamed)
             raise
         finally:
             self.finish(run)

@@ -21,7 +21,7 @@ import torch
 
 from . import registry, trainer
 from .data import DataNotice, Dataset, fingerprint, load_dataset
-from .errors import PluginError, UserError
+from .errors import PluginError, UserError, one_line
 from .pipeline import Pipeline, compose
 from .records import (CHECKPOINT_FORMAT, RecordWriter, RunFolder, default_out, read_checkpoint, read_config, read_state,
                       recorded, summary)
@@ -192,7 +192,7 @@ def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any], state: dict 
         except Exception as error:
             cause = explain(world, error)  # a process gone mid-collective: name why it went
             try:
-                _finish(run, events, "failed", cause.message if isinstance(cause, UserError) else f"{type(cause).__name__}: {cause}")
+                _finish(run, events, "failed", one_line(cause))
             except Exception:
                 pass  # a handler failing at run end too: the record says failed, and the first failure is the one to report
             if cause is error:
@@ -450,7 +450,7 @@ def _finish(run: Run, events, status: str, reason: str) -> None:
             events.emit("mnist_trainer_run_end", run=run)
         except Exception as error:
             failure = error
-    said = world.everyone(getattr(failure, "message", f"{type(failure).__name__}: {failure}") if failure else None)
+    said = world.everyone(one_line(failure) if failure else None)
     failed = [f"rank {rank} failed: {message}" for rank, message in enumerate(said) if message]
     if failure is not None:
         raise failure

@@ -174,7 +174,7 @@ def _data(run_settings: Settings):
 
 
 def _device(run_settings: Settings):
-    from .runner import resolve_device
+    from .world import resolve_device
 
     return resolve_device(run_settings.device)
 

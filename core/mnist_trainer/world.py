@@ -13,6 +13,7 @@ import contextlib
 import datetime
 import gc
 import os
+import platform
 import signal
 import socket
 import time
@@ -22,7 +23,7 @@ import attrs
 import torch
 import torch.distributed as dist
 
-from .errors import UserError
+from .errors import UserError, one_line
 from .hookspecs import every_rank, hookimpl
 
 T = TypeVar("T")
@@ -102,7 +103,7 @@ class World:
             try:
                 value = action()
             except Exception as error:
-                box[0] = ("error", getattr(error, "message", f"{type(error).__name__}: {error}"))
+                box[0] = ("error", one_line(error))
                 dist.broadcast_object_list(box, src=0)
                 raise
             box[0] = ("ok", value if share else None)
@@ -169,8 +170,6 @@ class StopTogether:
 
 
 def describe_device(device: torch.device) -> str:
-    import platform
-
     if device.type == "cuda":
         return f"{device}: {torch.cuda.get_device_name(device)}"
     return f"cpu: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
@@ -217,7 +216,7 @@ def joined(device_text: str, backend: str = "auto", resuming: bool = False) -> I
         yield world
     except Exception as error:
         if not isinstance(error, RankFailed):
-            world.failed(getattr(error, "message", None) or f"{type(error).__name__}: {error}".rstrip(": "))
+            world.failed(one_line(error))
         raise
     finally:
         for stop in (signal.SIGINT, signal.SIGTERM):  # out of the run: torchrun stopping the others must not replace
