@@ -26,14 +26,16 @@ from epoch_speed import FASHION, RESULTS, machine, target  # noqa: E402
 
 def measure(plugins: tuple[str, ...], dataset: str, epochs: int) -> tuple[float, float, float]:
     """(median epoch seconds, median checkpoint seconds, checkpoint MiB) for one run of `plugins`."""
-    from mnist_trainer import trainer
+    from mnist_trainer import checkpoint, trainer
+    from mnist_trainer.build import build, load_data, select
+    from mnist_trainer.distributed import World
     from mnist_trainer.records import STATE, RunFolder
     from mnist_trainer.run import Run
-    from mnist_trainer.runner import build, load_data, select, Output
+    from mnist_trainer.session import Output
 
     settings, pipeline = select(list(plugins), [], dataset=dataset, epochs=epochs, device="cpu")
     data = load_data(settings, torch.device("cpu"), Output(say=print, warn=print))
-    run = Run(settings, data, torch.device("cpu"), None, pipeline.events)
+    run = Run(settings, data, torch.device("cpu"), None, World())
     loop = build(pipeline, run)
     rows = []
 
@@ -46,7 +48,7 @@ def measure(plugins: tuple[str, ...], dataset: str, epochs: int) -> tuple[float,
     writes = []
     for _ in range(15):
         started = time.perf_counter()
-        folder.save_state(run.state())
+        folder.save_state(checkpoint.take(run, "benchmark"))
         writes.append(time.perf_counter() - started)
     return statistics.median(rows[1:] or rows), statistics.median(writes), (folder.path / STATE).stat().st_size / 2**20
 

@@ -118,7 +118,8 @@ def plain_loop(dataset: str, epochs: int, model=mlp) -> list[tuple[float, float]
 
 def mnist_trainer_run(dataset: str, epochs: int, plugins=("relu", "xavier")) -> list[tuple[float, float]]:
     """The same run through the project's public API: --plugin relu --plugin xavier (or cnn's plugins)."""
-    from mnist_trainer.runner import Output, select, train
+    from mnist_trainer.build import select
+    from mnist_trainer.session import Output, train
 
     settings, pipeline = select(list(plugins), [], dataset=dataset, epochs=epochs, device="cpu")
     with tempfile.TemporaryDirectory() as folder:

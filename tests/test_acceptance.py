@@ -89,10 +89,10 @@ def test_vanishing_gradients_shown_by_mnist_compare(tmp_path):
 
 def test_module_entry_point_and_version():
     out = subprocess.run([sys.executable, "-m", "mnist_trainer", "--version"], capture_output=True, text=True)
-    assert out.returncode == 0 and "0.2.0" in out.stdout
+    assert out.returncode == 0 and "0.3.0" in out.stdout
 
 
-def test_help_and_listing_are_fast_and_import_no_torch():
+def test_help_and_listing_import_no_torch_and_no_plugin():  # how fast they are: benchmarks/startup.py
     for flag in ("--help", "--list-plugins"):
         code = (
             "import sys\nfrom mnist_trainer import cli\n"
@@ -102,9 +102,3 @@ def test_help_and_listing_are_fast_and_import_no_torch():
         )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert "relu" in out and out.strip().endswith("torch not imported plugin not imported"), out
-        walls = []
-        for _ in range(3):
-            started = time.perf_counter()
-            assert console("mnist-run", flag).returncode == 0
-            walls.append(time.perf_counter() - started)
-        assert min(walls) < 0.5, f"mnist-run {flag} took {min(walls):.2f} s"

@@ -29,14 +29,16 @@ def test_run_writes_a_complete_record(run_cli, tmp_path):
     assert config["versions"]["torch"] == torch.__version__ and config["device"]["name"] == "cpu"
     assert config["summary"]["final"]["epoch"] == 2
     assert (config["summary"]["status"], config["summary"]["reason"]) == ("completed", "trained 2 epochs")
-    assert config["pipeline"]["optimizer"] == "Adam, lr=0.001 [core default]; constant learning rate [core default]"
+    assert config["pipeline"]["optimizer"] == ("Adam (fused) [core default], lr=0.001 (its conventional rate); "
+                                               "constant learning rate [core default]")
+    assert config["lr"] == 0.001 and config["settings"]["lr"] is None  # the rate used, and that --lr was not given
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2]
     assert set(rows[0]) >= {"lr", "train_loss", "test_loss", "test_accuracy", "train_eval_loss", "train_eval_accuracy", "seconds"}
     assert rows[0]["lr"] == rows[1]["lr"] == 0.001
-    checkpoint = torch.load(out / "model.pt", weights_only=True)
-    assert checkpoint["plugins"] == ["relu"] and checkpoint["hidden"] == [32, 32]
-    assert checkpoint["state_dict"]["0.linear.weight"].shape == (32, 784)
+    model = torch.load(out / "model.pt", weights_only=True)
+    assert model["settings"] == config["settings"] and model["epoch"] == 2 and model["run_id"] == config["run_id"]
+    assert model["state_dict"]["0.linear.weight"].shape == (32, 784)
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "model.pt"]  # no temporaries
 
 
@@ -162,11 +164,10 @@ def assert_user_error(result, words):
         assert word in message, message
 
 
-def test_progress_bar_only_on_a_terminal(monkeypatch):
+def test_progress_bar_only_on_a_terminal(monkeypatch, tmp_path):
     import io
 
-    from mnist_trainer import testing
-    from mnist_trainer.reporters import Progress
+    from mnist_trainer import build, session
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -174,9 +175,12 @@ def test_progress_bar_only_on_a_terminal(monkeypatch):
 
     terminal = Terminal()
     monkeypatch.setattr("sys.stderr", terminal)
-    assert cli._output(as_json=False).progress
-    testing.fit(testing.plugin_manager(), testing.settings(epochs=2), listeners=(Progress(),))
+    output = cli._output(as_json=False)
+    assert output.progress
+    settings, pipeline = build.select([], [], dataset="synthetic:600", epochs=2, batch_size=10, hidden=(16,), device="cpu")
+    session.train(settings, pipeline, tmp_path / "run", output)
     assert "epoch 1" in terminal.getvalue() and "epoch 2" in terminal.getvalue() and "100%" in terminal.getvalue()
+    assert not pipeline.events.listens("mnist_trainer_step_end")  # the bar moves without the per-step event
     monkeypatch.setattr("sys.stderr", io.StringIO())
     assert not cli._output(as_json=False).progress
 

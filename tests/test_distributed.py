@@ -15,7 +15,8 @@ import sys
 import pytest
 import torch
 
-from mnist_trainer.world import CpuSyncBatchNorm, World, synchronise
+from mnist_trainer.distributed import World
+from mnist_trainer.syncbn import CpuSyncBatchNorm, sync_batch_norm
 from tests.conftest import console
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
@@ -88,20 +89,21 @@ def largest_difference(one, other):
     return max(float((ours[key].float() - theirs[key].float()).abs().max()) for key in ours)
 
 
-def test_torchs_batch_norms_are_synchronised_in_place_and_a_subclass_keeps_its_own_forward():
+def test_torchs_batch_norms_synchronise_with_their_state_and_a_subclass_is_refused():
     class Custom(torch.nn.BatchNorm1d):
         def forward(self, input):
             return super().forward(input) * 2
 
-    network = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), Custom(3), torch.nn.BatchNorm2d(2))
-    before = {key: value.clone() for key, value in network.state_dict().items()}
-    weight = network[1].weight
-    synchronise(network, torch.device("cpu"))
-    assert [type(module) for module in network] == [torch.nn.Linear, CpuSyncBatchNorm, Custom, CpuSyncBatchNorm]
-    assert network[1].weight is weight and network.state_dict().keys() == before.keys()
+    norm = torch.nn.BatchNorm1d(3, momentum=0.3)
+    norm(torch.randn(8, 3))  # running statistics of its own
+    synced = sync_batch_norm(norm, torch.device("cpu"))
+    assert type(synced) is CpuSyncBatchNorm and synced.momentum == 0.3 and synced.training
+    assert all(torch.equal(synced.state_dict()[key], value) for key, value in norm.state_dict().items())
     inputs = torch.randn(8, 3)
-    assert torch.equal(network[1](inputs), torch.nn.functional.batch_norm(inputs, None, None, training=True,
-                                                                          weight=weight, bias=network[1].bias))  # one process
+    assert torch.equal(synced(inputs), torch.nn.functional.batch_norm(inputs, None, None, training=True, weight=synced.weight,
+                                                                      bias=synced.bias))  # on one process: torch's own
+    with pytest.raises(TypeError, match="not Custom"):
+        sync_batch_norm(Custom(3), torch.device("cpu"))
 
 
 @pytest.mark.parametrize("plugins", [["relu", "xavier"], ["batchnorm", "he"]], ids="+".join)

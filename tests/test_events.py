@@ -5,9 +5,10 @@ import json
 import pytest
 
 from mnist_trainer import UserError, hookimpl, testing
+from mnist_trainer.distributed import World
 from mnist_trainer.pipeline import compose
-from mnist_trainer.runner import _callbacks
 from mnist_trainer.run import Run
+from mnist_trainer.session import _callbacks
 from tests.test_cli import FAST, assert_user_error
 
 SETTINGS = testing.settings(epochs=3, batch_size=100, hidden=(16,))  # 600 images: 6 steps per epoch
@@ -56,6 +57,10 @@ def test_events_come_in_order_with_the_run_as_it_stands():
 
 class StopsAtTwo:
     @hookimpl
+    def mnist_trainer_columns(self, run):
+        return ("doubled_loss",)
+
+    @hookimpl
     def mnist_trainer_epoch_end(self, run):
         run.row["doubled_loss"] = 2 * run.row["train_loss"]
         if run.epoch == 2:
@@ -70,6 +75,10 @@ def test_a_plugin_stops_the_run_after_the_epoch_and_adds_to_its_row():
 
 STOPPER = """
 from mnist_trainer import hookimpl
+
+@hookimpl
+def mnist_trainer_columns(run):
+    return ("twice_accuracy",)
 
 @hookimpl
 def mnist_trainer_epoch_end(run):
@@ -145,10 +154,11 @@ def test_stage_hooks_refuse_ordering_options_at_load(plugin, option):
 def test_step_event_costs_nothing_without_a_listener():
     manager = testing.plugin_manager()
     pipeline = compose(manager, SETTINGS)
-    run = Run(SETTINGS, testing.tiny_data(), "cpu", None, pipeline.events)
-    assert _callbacks(run, pipeline.events, {}).step_end is None
-    with pipeline.events.attached({"recorder": Recorder()}):
-        assert _callbacks(run, pipeline.events, {}).step_end is not None
+    run = Run(SETTINGS, testing.tiny_data(), "cpu", None, World())
+    callbacks = _callbacks(run, pipeline.events, None)
+    assert callbacks.step_end is None and callbacks.before_step is None and callbacks.progress is None
+    listening = testing.plugin_manager(recorder=Recorder())
+    assert _callbacks(run, compose(listening, SETTINGS).events, None).step_end is not None
 
 
 def test_tracing_prints_every_hook_call_with_plugins_and_time(run_cli, fake_plugin, tmp_path, monkeypatch):
@@ -158,14 +168,15 @@ def test_tracing_prints_every_hook_call_with_plugins_and_time(run_cli, fake_plug
     assert result.exit_code == 0, result.output
     traced = [line for line in result.stderr.splitlines() if line.startswith("trace: ")]
     assert "trace: mnist_trainer_activation [relu]" in "\n".join(traced)
-    assert any(line.startswith("trace: mnist_trainer_epoch_end [core:terminal, core:record, stopper] ") and line.endswith(" ms")
-               for line in traced)  # the built-in wrappers are entered first, and act after the plugin returns
-    assert any(line.startswith("trace: mnist_trainer_run_end [") for line in traced)
+    assert any(line.startswith("trace: mnist_trainer_epoch_end [core:terminal, core:record, core:last-good, stopper] ")
+               and line.endswith(" ms") for line in traced)  # the built-in wrappers are entered first, act after the plugin
+    assert any(line.startswith("trace: mnist_trainer_report [core:record, core:terminal]") for line in traced)
+    assert not any(line.startswith("trace: mnist_trainer_run_end") for line in traced)  # nobody handles it: not called
     monkeypatch.delenv("MNIST_TRAINER_TRACE")
     quiet = run_cli("--plugin", "relu", *FAST, "--out", tmp_path / "quiet")
     assert "trace: " not in quiet.stderr
     flagged = run_cli("--plugin", "relu", *FAST, "--trace-plugins", "--out", tmp_path / "flagged")
-    assert "trace: mnist_trainer_epoch_end [core:terminal, core:record]" in flagged.stderr
+    assert "trace: mnist_trainer_epoch_end [core:terminal, core:record, core:last-good]" in flagged.stderr
 
 
 INTERRUPTS = """
@@ -185,7 +196,8 @@ def test_ctrl_c_keeps_the_last_finished_epoch_and_exits_130(run_cli, fake_plugin
     out = tmp_path / "run"
     result = run_cli("--plugin", "ctrlc", *FAST, "--epochs", "5", "--json", "--out", out)
     assert result.exit_code == 130
-    assert result.stderr.strip().splitlines()[-1] == f"interrupted (Ctrl-C) and recorded with epoch 1; resume with: mnist-run --resume {out}"
+    assert result.stderr.strip().splitlines()[-1] == (f"interrupted (Ctrl-C); model.pt holds epoch 1; mnist-run --resume {out} "
+                                                      "goes on from epoch 1")
     summary = json.loads(result.stdout)  # --json still prints the summary
     assert json.loads((out / "config.json").read_text())["summary"] == summary
     assert (summary["status"], summary["reason"], summary["epochs"]) == ("interrupted", "interrupted during epoch 2", 1)
@@ -211,13 +223,19 @@ def test_a_repeated_option_is_refused(run_cli):
 TRYLAST_COLUMN = """
 from mnist_trainer import hookimpl
 
+@hookimpl
+def mnist_trainer_columns(run):
+    return ("late",)
+
 @hookimpl(trylast=True)
 def mnist_trainer_epoch_end(run):
     run.row["late"] = run.epoch * 10
 
 @hookimpl(trylast=True)
 def mnist_trainer_run_end(run):
-    run.network[0].linear.weight.data.fill_(0.5)
+    weights = {key: value.clone() for key, value in run.network.state_dict().items()}
+    weights["0.linear.weight"].fill_(0.5)
+    run.keep(1, weights)
 """
 
 
@@ -228,5 +246,6 @@ def test_the_record_is_written_after_every_plugin_even_trylast_ones(run_cli, fak
     assert run_cli("--plugin", "late", *FAST, "--out", tmp_path / "run").exit_code == 0
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [row["late"] for row in rows] == [10, 20]
-    weights = torch.load(tmp_path / "run" / "model.pt", weights_only=True)["state_dict"]["0.linear.weight"]
-    assert torch.all(weights == 0.5)
+    model = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert torch.all(model["state_dict"]["0.linear.weight"] == 0.5) and model["epoch"] == 1
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["summary"]["saved"]["epoch"] == 1

@@ -45,12 +45,12 @@ def run_json(*args, out):
 
 def test_the_five_example_plugins_compose_in_one_run(tmp_path):
     plugins = ["relu", "sgd", "cosine", "shift", "label-smoothing", "early-stop"]
-    summary, lines, rows = run_json(*(arg for name in plugins for arg in ("--plugin", name)), "--dataset", "mnist-sample",
-                                    out=tmp_path / "run")
-    pipeline = {line.split()[0]: line for line in lines[:6]}
+    summary, lines, rows = run_json(*(arg for name in plugins for arg in ("--plugin", name)), "--lr", "0.001",
+                                    "--dataset", "mnist-sample", out=tmp_path / "run")
+    pipeline = {line.split()[0]: line for line in lines[:7]}
     assert "ReLU [relu]" in pipeline["model"]
-    assert "[label-smoothing]" in pipeline["regularizer"] and "[shift]" in pipeline["regularizer"]
-    assert "[sgd]; cosine" in pipeline["optimizer"] and pipeline["optimizer"].endswith("[cosine]")
+    assert "[label-smoothing]" in pipeline["loss"] and "[shift]" in pipeline["regularizer"]
+    assert "[sgd], lr=0.001 (--lr); cosine" in pipeline["optimizer"] and pipeline["optimizer"].endswith("[cosine]")
     assert "early-stop (run_start, epoch_end, run_end)" in pipeline["events"]
     epochs = [row for row in rows if row["stage"] == "epoch"]
     expected = [0.001 * (1 + math.cos(math.pi * (row["epoch"] - 1) / 15)) / 2 for row in epochs]

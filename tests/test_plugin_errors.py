@@ -10,7 +10,7 @@ from tests.test_cli import FAST, assert_user_error
 HEAD = """
 import torch
 from torch import nn
-from mnist_trainer import Activation, Initializer, Metric, Norm, Optimizer, Regularizer, Schedule, hookimpl
+from mnist_trainer import Activation, Initializer, Loss, Metric, Norm, Optimizer, Regularizer, Schedule, hookimpl
 """
 
 # name: (hook body, words the one line must hold, whether the run folder exists by then)
@@ -19,21 +19,32 @@ MISTAKES = {
         "def mnist_trainer_optimizer(settings):\n    return lambda parameters: torch.optim.SGD(parameters, lr=0.1)",
         ["failed in mnist_trainer_optimizer", "returned a function", "expected mnist_trainer.Optimizer"], False),
     "build returns a function": (
-        "def mnist_trainer_optimizer(settings):\n    return Optimizer('odd', lambda parameters: print)",
+        "def mnist_trainer_optimizer(settings):\n    return Optimizer('odd', lambda parameters, lr: print, lr=0.1)",
         ["failed in mnist_trainer_optimizer (build)", "expected a torch.optim.Optimizer"], True),
     "metric returns a float": (
         "def mnist_trainer_metrics(settings):\n    return [Metric('half', lambda logits, labels: 0.5)]",
         ["failed in mnist_trainer_metrics (compute)", "returned a float (0.5), expected a 0-d tensor"], True),
     "penalty returns a vector": (
         "def mnist_trainer_regularizer(settings):\n    return Regularizer('vec', penalty=lambda net, logits, labels: logits.sum(1))",
-        ["failed in mnist_trainer_regularizer (penalty)", "a tensor of shape (50,), expected a 0-d tensor"], True),
+        ["failed in mnist_trainer_regularizer (penalty)", "a torch.float32 tensor of shape (50,), expected a 0-d tensor"], True),
     "transform returns images alone": (
         "def mnist_trainer_regularizer(settings):\n    return Regularizer('half', transform=lambda images, labels, generator: images)",
         ["failed in mnist_trainer_regularizer (transform)", "expected a pair (images, labels)"], True),
     "transform changes the image width": (
         "def mnist_trainer_regularizer(settings):\n    return Regularizer('crop', transform=lambda images, labels, generator: (images[:, :700], labels))",
-        ["failed in mnist_trainer_regularizer (transform)", "returned a tuple (a tensor of shape (50, 700), a tensor of shape (50,))",
-         "images of shape (N, 784) and torch.float32 as given"], True),
+        ["failed in mnist_trainer_regularizer (transform)", "returned images a torch.float32 tensor of shape (50, 700)",
+         "expected (N, 784) and torch.float32 as given"], True),
+    "transform returns labels of another dtype": (
+        "def mnist_trainer_regularizer(settings):\n    return Regularizer('f', transform=lambda images, labels, generator: (images, labels.float()))",
+        ["failed in mnist_trainer_regularizer (transform)", "returned labels a torch.float32 tensor of shape (50,)",
+         "expected class indices (int64, shape (50,)) or class probabilities (float, shape (50, 10))"], True),
+    "transform returns soft labels of another width": (
+        "def mnist_trainer_regularizer(settings):\n    return Regularizer('w', transform=lambda images, labels, generator: "
+        "(images, torch.ones(len(labels), 3)))",
+        ["failed in mnist_trainer_regularizer (transform)", "returned labels a torch.float32 tensor of shape (50, 3)"], True),
+    "loss returns a vector": (
+        "def mnist_trainer_loss(settings):\n    return Loss('each', lambda logits, labels: logits.sum(1))",
+        ["failed in mnist_trainer_loss (compute)", "a torch.float32 tensor of shape (50,), expected a 0-d tensor"], True),
     "schedule without step": (
         "def mnist_trainer_schedule(settings):\n    return Schedule('none', lambda optimizer, steps, epochs: object())",
         ["failed in mnist_trainer_schedule (build)", "expected a scheduler whose step() takes no arguments"], True),
@@ -41,18 +52,53 @@ MISTAKES = {
         "def mnist_trainer_schedule(settings):\n    return Schedule('plateau', lambda optimizer, steps, epochs: "
         "torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer))",
         ["failed in mnist_trainer_schedule (build)", "ReduceLROnPlateau's needs a metric"], True),
-    "an optimizer stepped with a closure": (
-        "def mnist_trainer_optimizer(settings):\n    return Optimizer('lbfgs', lambda parameters: torch.optim.LBFGS(parameters, lr=settings.lr))",
-        ["failed in mnist_trainer_optimizer (build)", "returned a torch.optim.lbfgs.LBFGS", "needs no closure"], True),
-    "an optimizer ignoring --lr": (
-        "def mnist_trainer_optimizer(settings):\n    return Optimizer('sgd', lambda parameters: torch.optim.SGD(parameters, lr=0.1))",
-        ["failed in mnist_trainer_optimizer (build)", "learning rate 0.1, not --lr 0.001; build it with settings.lr"], True),
+    "an optimizer whose step needs a closure it did not ask for": (
+        "def mnist_trainer_optimizer(settings):\n    return Optimizer('lbfgs', lambda parameters, lr: torch.optim.LBFGS(parameters, lr=lr), lr=1.0)",
+        ["failed in mnist_trainer_optimizer (build)", "built a LBFGS, whose step() needs a closure",
+         "Optimizer(..., closure=True)"], True),
+    "an optimizer ignoring the rate it is given": (
+        "def mnist_trainer_optimizer(settings):\n    return Optimizer('sgd', lambda parameters, lr: torch.optim.SGD(parameters, lr=0.1), lr=0.01)",
+        ["failed in mnist_trainer_optimizer (build)", "learning rate 0.1, not the 0.01 it was given; build it with lr"], True),
     "a row value that cannot be recorded": (
-        "def mnist_trainer_epoch_end(run):\n    run.row['norm'] = run.network[0].linear.weight.norm()",
-        ["failed in mnist_trainer_epoch_end", "run.row['norm'] holds a tensor of shape ()", "a tensor's .item()"], True),
-    "weights_epoch naming no finished epoch": (
-        "def mnist_trainer_run_end(run):\n    run.weights_epoch = 99",
-        ["failed in mnist_trainer_run_end", "run.weights_epoch = 99 names no finished epoch (finished: [1, 2])"], True),
+        "def mnist_trainer_epoch_end(run):\n    run.row['norm'] = run.network[0].linear.weight.norm(dim=1)\n"
+        "@hookimpl\ndef mnist_trainer_columns(run):\n    return ('norm',)",
+        ["failed in mnist_trainer_epoch_end", "'norm' = a torch.float32 tensor of shape (32,) cannot be recorded"], True),
+    "a row value under a name not declared": (
+        "def mnist_trainer_epoch_end(run):\n    run.row['extra'] = 1.0",
+        ["failed in mnist_trainer_epoch_end", "run.row['extra']: 'extra' is not a column of this run",
+         "mnist_trainer_columns"], True),
+    "a row replaced": (
+        "def mnist_trainer_epoch_end(run):\n    run.row = {}",
+        ["failed in mnist_trainer_epoch_end", "run.row is the core's"], True),
+    "columns as one string": (
+        "def mnist_trainer_columns(run):\n    return 'extra'",
+        ["failed in mnist_trainer_columns", "returned 'extra'; return a tuple of column names"], True),
+    "a report under the record's own stage": (
+        "def mnist_trainer_epoch_end(run):\n    run.report('epoch', note='hi')",
+        ["failed in mnist_trainer_epoch_end", "run.report('epoch', ...): name the stage"], True),
+    "a report of a value that cannot be recorded": (
+        "def mnist_trainer_epoch_end(run):\n    run.report('mine', weights=run.network[0].linear.weight)",
+        ["failed in mnist_trainer_epoch_end", "'weights' = a torch.float32 tensor of shape (32, 784) cannot be recorded"], True),
+    "a stop without a reason": (
+        "def mnist_trainer_epoch_end(run):\n    run.stop('')",
+        ["failed in mnist_trainer_epoch_end", "run.stop(''): say why the run stops"], True),
+    "sys.exit in a handler": (
+        "def mnist_trainer_epoch_end(run):\n    import sys\n    sys.exit(0)",
+        ["failed in mnist_trainer_epoch_end", "SystemExit"], True),
+    "keep naming no finished epoch": (
+        "def mnist_trainer_run_end(run):\n    run.keep(99, run.weights())",
+        ["failed in mnist_trainer_run_end", "run.keep(99, ...) names no finished epoch (finished: [1, 2])"], True),
+    "state a checkpoint cannot hold": (
+        "def mnist_trainer_state():\n    return Kept\n"
+        "class Kept:\n    def state_dict(self):\n        import numpy\n        return {'best': numpy.float64(0.5)}\n"
+        "    def load_state_dict(self, state):\n        pass",
+        ["failed in state_dict", "its state['best'] holds a numpy.float64, which a checkpoint cannot hold"], True),
+    "state without its two methods": (
+        "def mnist_trainer_state():\n    return dict",
+        ["failed in mnist_trainer_state", "return a class with state_dict() and load_state_dict(state) methods"], True),
+    "evaluation weights of another network": (
+        "def mnist_trainer_evaluation_weights(run):\n    return {'weight': torch.zeros(1)}",
+        ["failed in mnist_trainer_evaluation_weights", "keys are not run.network.state_dict()'s"], True),
     "activation calculate_gain does not know": (
         "def mnist_trainer_activation(settings):\n    return Activation('GELU', nn.GELU, 'gelu')",
         ["failed in mnist_trainer_activation", "nonlinearity 'gelu'", "Unsupported nonlinearity gelu"], False),

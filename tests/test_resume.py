@@ -61,7 +61,7 @@ def test_sigterm_records_the_run_says_how_to_resume_it_and_exits_143(fake_plugin
     ended = console("mnist-run", *flags, "--out", stopped, env={"PYTHONPATH": str(site), "STOP_AT_STEP": "40", "STOP_WITH": "SIGTERM"})
     assert ended.returncode == 143
     assert ended.stderr.strip().splitlines()[-1] == (
-        f"interrupted (SIGTERM) and recorded with epoch 3; resume with: mnist-run --resume {stopped}")
+        f"interrupted (SIGTERM); model.pt holds epoch 3; mnist-run --resume {stopped} goes on from epoch 3")
     assert json.loads((stopped / "config.json").read_text())["summary"]["status"] == "interrupted"
     assert console("mnist-run", "--resume", stopped, env={"PYTHONPATH": str(site)}).returncode == 0
     assert_same_run(stopped, whole)
@@ -107,37 +107,30 @@ def test_checkpoint_every_thins_the_checkpoints(run_cli, tmp_path, monkeypatch):
     assert saved == [2, 4, 5]  # every second epoch, and the end so that --epochs can extend it
 
 
-def test_sigkill_at_random_moments_leaves_a_valid_record_that_resumes_to_the_same_run(tmp_path):
+def test_sigkill_at_seeded_steps_leaves_a_valid_record_that_resumes_to_the_same_run(fake_plugin, tmp_path):
+    """Each kill lands at a step drawn from a seeded generator, past the first checkpoint, by the process itself: every
+    planned kill is checked, and a kill that did not land fails the test."""
     import random
-    import subprocess
-    import time
 
-    from tests.conftest import BIN
-
-    flags = ["--plugin", "relu", "--dataset", "synthetic:12000", "--epochs", "25", "--device", "cpu"]
+    site = fake_plugin("stops", STOPS_ITSELF)
+    env = {"PYTHONPATH": str(site)}
+    flags = ["--plugin", "stops", "--plugin", "relu", "--plugin", "dropout", *RUN]
     whole = tmp_path / "whole"
-    assert console("mnist-run", *flags, "--out", whole).returncode == 0
-    moments = random.Random(2026)
-    for attempt in range(3):
-        out = tmp_path / f"killed{attempt}"
-        process = subprocess.Popen([BIN / "mnist-run", *flags, "--out", out], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(moments.uniform(2.0, 5.0))
-        if process.poll() is not None or not (out / "config.json").exists():
-            process.kill()
-            process.wait()
-            continue  # finished before, or killed before it began recording: nothing to check this time
-        process.kill()
-        process.wait()
+    assert console("mnist-run", *flags, "--out", whole, env=env).returncode == 0
+    steps = random.Random(2026).sample(range(13, 60), 3)  # 12 steps an epoch: after the first checkpoint, before the end
+    checked = []
+    for step in steps:
+        out = tmp_path / f"killed-at-{step}"
+        died = console("mnist-run", *flags, "--out", out, env={**env, "STOP_AT_STEP": str(step), "STOP_WITH": "SIGKILL"})
+        assert died.returncode == -9, f"the kill at step {step} did not land: {died.stderr}"
         json.loads((out / "config.json").read_text())  # every visible file is whole
-        [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-        if not (out / "checkpoint.pt").exists():  # killed before the first epoch ended
-            continue
-        torch.load(out / "checkpoint.pt", weights_only=True)
-        resumed = console("mnist-run", "--resume", out)
+        assert len(epochs(out)) == (step - 1) // 12
+        resumed = console("mnist-run", "--resume", out, env=env)
         assert resumed.returncode == 0, resumed.stderr
         assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file remains
-        assert epochs(out) == epochs(whole)
-        assert all(torch.equal(a, b) for a, b in zip(weights(out).values(), weights(whole).values()))
+        assert_same_run(out, whole)
+        checked.append(step)
+    assert checked == steps
 
 
 def test_ctrl_c_on_a_terminal_records_the_run_and_exits_130(tmp_path):
@@ -167,7 +160,7 @@ def test_ctrl_c_on_a_terminal_records_the_run_and_exits_130(tmp_path):
         seen += chunk
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 130
-    assert b"interrupted (Ctrl-C) and recorded with epoch" in seen and f"mnist-run --resume {out}".encode() in seen
+    assert b"interrupted (Ctrl-C); model.pt holds epoch" in seen and f"mnist-run --resume {out} goes on".encode() in seen
     assert json.loads((out / "config.json").read_text())["summary"]["status"] == "interrupted"
 
 
@@ -200,6 +193,10 @@ def test_two_processes_claiming_one_folder_at_the_same_instant_never_share_it(tm
 DRAWS = """
 import torch
 from mnist_trainer import hookimpl
+
+@hookimpl
+def mnist_trainer_columns(run):
+    return ("draw",)
 
 @hookimpl
 def mnist_trainer_run_start(run):
@@ -242,4 +239,4 @@ def test_an_interrupt_before_the_first_epoch_says_there_is_nothing_to_resume(run
     fake_plugin("early", "from mnist_trainer import hookimpl\n@hookimpl\ndef mnist_trainer_run_start(run):\n    raise KeyboardInterrupt\n")
     result = run_cli("--plugin", "early", *FAST, "--out", tmp_path / "run")
     assert result.exit_code == 130
-    assert "before its first epoch ended: nothing to resume; start it again" in result.stderr.strip().splitlines()[-1]
+    assert "before its first checkpoint: nothing to resume; start it again" in result.stderr.strip().splitlines()[-1]

@@ -3,7 +3,8 @@ import pytest
 from attrs.validators import ge
 
 from mnist_trainer import UserError, boolean, choice, option
-from mnist_trainer.settings import Settings, build_options, parse_assignments, parse_hidden
+from mnist_trainer.options import build_options, parse_assignments
+from mnist_trainer.settings import Settings, parse_hidden
 
 
 @attrs.frozen

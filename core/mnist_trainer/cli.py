@@ -7,7 +7,6 @@ and ``--list-plugins`` stay fast; torch and plugin modules load inside a run.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import shlex
 import signal
@@ -19,13 +18,12 @@ from typing import Iterator
 import click
 
 from . import registry
-from .data import DATASETS
 from .errors import UserError
 from .records import to_json
-from .settings import parse_hidden
+from .settings import declared
 
 DIVERGED = 3  # exit status of a run whose loss became non-finite: not a user's mistake (2), not a success (0)
-DATASET_HELP = f"{', '.join(DATASETS)} or synthetic:N; auto uses MNIST when cached or downloadable, else mnist-sample"
+COMMAND_FLAGS = {"resume", "as_json", "trace_plugins", "show_traceback", "backend", "nproc"}  # not settings of the run
 
 
 class _OneLineErrors(click.Command):
@@ -63,19 +61,9 @@ def _list_plugins(ctx: click.Context, _param, value: bool) -> None:
     ctx.exit()
 
 
-def _finite(_ctx, param, value: float) -> float:
-    if not math.isfinite(value):
-        raise click.BadParameter(f"{value} is not a finite number", param=param)
-    return value
-
-
-def _hidden(_ctx, _param, value: str | None) -> tuple[int, ...] | None:
-    return parse_hidden(value) if value is not None else None
-
-
 def _output(as_json: bool, quiet: bool = False):
     """Lines to stdout (stderr under --json); nothing but errors from processes other than rank 0 under torchrun."""
-    from .runner import Output
+    from .session import Output
 
     if quiet:
         return Output(say=lambda line: None, warn=lambda line: None)
@@ -88,7 +76,9 @@ def _output(as_json: bool, quiet: bool = False):
     )
 
 
-RESUME_FLAGS = {"resume", "epochs", "as_json", "trace_plugins", "show_traceback", "backend", "nproc"}
+def _resume_flags() -> set[str]:
+    """What ``--resume`` may be given with: the command's own flags, and the settings a resumed run may change."""
+    return COMMAND_FLAGS | {field.name for field in declared() if field.metadata["resumable"]}
 
 
 def _given(name: str) -> bool:
@@ -97,8 +87,9 @@ def _given(name: str) -> bool:
 
 def _refuse_flags_beside_resume(ctx: click.Context) -> None:
     """A resumed run keeps its own settings: a flag that could change them is refused by name."""
+    allowed = _resume_flags()
     for param in ctx.command.params:
-        if param.name not in RESUME_FLAGS and param.expose_value and _given(param.name):
+        if param.name not in allowed and param.expose_value and _given(param.name):
             flag = param.opts[0]
             raise UserError(f"{flag} cannot be changed when resuming (the run keeps the settings in its config.json); "
                             f"drop {flag}, or start a new run")
@@ -142,62 +133,25 @@ def _plugin_errors(show_traceback: bool, terminated: list | None = None) -> Iter
         sys.exit(143 if terminated else 130)
 
 
-def _launch(nproc: int) -> None:
-    """Run this same command on `nproc` processes through ``torch.distributed.run`` (torchrun), then exit as they did.
-
-    Each process prints its own errors; the launcher adds nothing but its exit status, which is
-    the first failed process's (128 + the signal for one killed by a signal).
-    """
-    import logging
-
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import get_args_parser, run
-
-    from .world import launched
-
-    if launched():
-        raise UserError("--nproc starts torchrun itself; under torchrun, leave --nproc out")
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))  # the cores, shared out
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # each process says what went wrong
-    argv, args = [], iter(sys.argv[1:])
-    for arg in args:  # this command without --nproc N, for each process
+def _without_nproc(args: list[str]) -> list[str]:
+    """This command's arguments without ``--nproc N``: what each process runs."""
+    kept, rest = [], iter(args)
+    for arg in rest:
         if arg == "--nproc":
-            next(args, None)
+            next(rest, None)
         elif not arg.startswith("--nproc="):
-            argv.append(arg)
-    try:
-        run(get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "mnist_trainer", *argv]))
-    except ChildFailedError as failed:
-        code = failed.get_first_failure()[1].exitcode
-        sys.exit(code if code > 0 else 128 - code)
-    except SignalException as stopped:
-        sys.exit(128 + stopped.sigval)
-    sys.exit(0)
+            kept.append(arg)
+    return kept
 
 
 def _training_options(command):
-    """The options every training command shares (mnist-run, mnist-compare)."""
+    """The options every training command shares (mnist-run, mnist-compare): the run's settings, from `Settings`."""
     options = [
         click.option("--plugin", "-p", "plugins", multiple=True, metavar="NAME",
                      help="Load an installed plugin (repeatable); order does not matter."),
         click.option("-o", "--option", "assignments", multiple=True, metavar="NAME.KEY=VALUE",
                      help="Set a plugin option, e.g. -o relu.negative_slope=0.01 (repeatable)."),
-        click.option("--epochs", type=click.IntRange(min=1), default=15, show_default=True),
-        click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True),
-        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.001, show_default=True, callback=_finite,
-                     help="Learning rate of whichever optimizer is selected (the core's Adam by default)."),
-        click.option("--hidden", default=None, callback=_hidden, metavar="W,W,...",
-                     help="Hidden layer widths of the core's MLP [default: 256,256]; a model plugin has its own options."),
-        click.option("--seed", type=click.IntRange(0, 2**63 - 2), default=777, show_default=True),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-        click.option("--dataset", default="auto", show_default=True, help=DATASET_HELP),
-        click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-                     help="Folder with MNIST-format IDX files, or where mnist/fashion-mnist are downloaded "
-                          "[default: $MNIST_TRAINER_DATA or ~/.cache/mnist-trainer]."),
-        click.option("--eval-train", is_flag=True, help="Also evaluate on the training split each epoch."),
-        click.option("--checkpoint-every", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
-                     help="Epochs between resumable checkpoints (checkpoint.pt in the run folder)."),
+        *(_setting_option(field) for field in declared()),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (the rest goes to stderr)."),
         click.option("--traceback", "show_traceback", is_flag=True,
                      help="Show the traceback of a plugin's error, for its author [also: MNIST_TRAINER_DEBUG=1]."),
@@ -205,6 +159,15 @@ def _training_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _setting_option(field):
+    """The click option of one `Settings` field, as the field declares it."""
+    meta = field.metadata
+    if meta["kind"] is bool:
+        return click.option(meta["flag"], field.name, is_flag=True, default=field.default, help=meta["help"])
+    return click.option(meta["flag"], field.name, type=meta["type"], default=field.default, help=meta["help"],
+                        show_default=meta["show"] or True)
 
 
 @click.command(cls=_WithPlugins, context_settings={"help_option_names": ["-h", "--help"]},
@@ -230,47 +193,66 @@ def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resu
     if resume is not None:
         _refuse_flags_beside_resume(click.get_current_context())
     if nproc > 1:
-        _launch(nproc)
+        from .distributed import launch
+
+        sys.exit(launch(nproc, _without_nproc(sys.argv[1:])))
     terminated = _on_sigterm_interrupt()
     if "WORLD_SIZE" in os.environ:  # under torchrun: c10d's own logs of a failure would bury the one line each process says
         os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    if fields["data_dir"] is not None:  # recorded absolute, so the run resumes from any folder
+        fields["data_dir"] = str(Path(fields["data_dir"]).resolve())
     with _plugin_errors(show_traceback, terminated):
-        from . import runner
-        from .world import joined
+        from .distributed import joined
+        from .resume import recorded_device
 
-        if fields["data_dir"] is not None:  # recorded absolute, so the run resumes from any folder
-            fields["data_dir"] = str(Path(fields["data_dir"]).resolve())
-        with joined(runner.recorded_device(resume) if resume else fields["device"], backend, resuming=resume is not None) as world:
+        device = fields["device"] if resume is None or _given("device") else recorded_device(resume)
+        with joined(device, backend, resuming=resume is not None and not _given("device")) as world:
             output = _output(as_json, quiet=not world.leader)
             if resume is not None:
-                summary = runner.resume(resume, fields["epochs"] if _given("epochs") else None, output, trace_plugins, world)
+                summary = _resume(resume, fields, output, trace_plugins, world)
             else:
-                settings, pipeline = runner.select(plugins, assignments, trace=trace_plugins, **fields)
-                summary = runner.train(settings, pipeline, out, output, world=world)
+                from . import build, session
+
+                settings, pipeline = build.select(plugins, assignments, trace=trace_plugins, **fields)
+                summary = session.train(settings, pipeline, out, output, world=world)
             if summary["status"] != "interrupted":
                 world.settle()
     code = {"interrupted": 143 if terminated else 130, "diverged": DIVERGED}.get(summary["status"], 0)
-    if not world.leader:  # rank 0 alone says how the run ended
-        sys.exit(code)
+    if world.leader:  # rank 0 alone says how the run ended
+        _say_ending(summary, as_json, "SIGTERM" if terminated else "Ctrl-C")
+    sys.exit(code)
+
+
+def _resume(path: Path, fields: dict, output, trace: bool, world) -> dict:
+    from .resume import resume
+
+    given = {name: fields[name] if _given(name) else None for name in ("epochs", "device")}
+    return resume(path, given["epochs"], given["device"], output, trace, world)
+
+
+def _say_ending(summary: dict, as_json: bool, signal_name: str) -> None:
+    """The summary as JSON (``--json``), and for a run that did not complete, what it kept and how to go on."""
     if as_json:
         click.echo(to_json(summary, indent=2))
     if summary["status"] == "interrupted":
-        signal_name = "SIGTERM" if terminated else "Ctrl-C"
-        if summary["saved"]:
-            click.echo(f"interrupted ({signal_name}) and recorded with epoch {summary['saved']['epoch']}; resume with: "
-                       f"mnist-run --resume {shlex.quote(summary['out'])}", err=True)
+        resume = f"mnist-run --resume {shlex.quote(summary['out'])}"
+        saved = f"; model.pt holds epoch {summary['saved']['epoch']}" if summary["saved"] else ""
+        if summary["checkpoint"] is not None:
+            click.echo(f"interrupted ({signal_name}){saved}; {resume} goes on from epoch {summary['checkpoint']}", err=True)
+        elif saved:
+            click.echo(f"interrupted ({signal_name}){saved}, but no checkpoint was written yet (--checkpoint-every): "
+                       "nothing to resume; start it again", err=True)
         else:
-            click.echo(f"interrupted ({signal_name}) before its first epoch ended: nothing to resume; "
+            click.echo(f"interrupted ({signal_name}) before its first checkpoint: nothing to resume; "
                        f"start it again (the record in {summary['out']} says so)", err=True)
     if summary["status"] == "diverged":
         click.echo(f"diverged: {summary['reason']}; record in {summary['out']}", err=True)
-    if code:
-        sys.exit(code)
 
 
 @click.command(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--dataset", default="auto", show_default=True, help=DATASET_HELP)
+@click.option("--dataset", default="auto", show_default=True,
+              help="auto, mnist, mnist-sample, fashion-mnist or synthetic:N.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Folder with MNIST-format IDX files (the t10k pair is enough).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -278,10 +260,10 @@ def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resu
 @click.option("--traceback", "show_traceback", is_flag=True, help="Show the traceback of a plugin's error.")
 def evaluate(run, dataset, data_dir, device, as_json, show_traceback):
     """Evaluate the model saved in RUN (a mnist-run --out folder) on a dataset's test split."""
-    from . import runner
+    from .resume import evaluate_run
 
     with _plugin_errors(show_traceback):
-        result = runner.evaluate_run(run, dataset, data_dir, device, _output(as_json))
+        result = evaluate_run(run, dataset, data_dir, device, _output(as_json))
     if as_json:
         click.echo(to_json(result, indent=2))
 
@@ -304,7 +286,7 @@ def compare(arms, plugins, assignments, seeds, score_on, out, as_json, show_trac
     gradients.png.
     """
     from . import compare as comparing
-    from .world import launched
+    from .distributed import launched
 
     if launched():
         raise UserError("mnist-compare trains its arms one after another in one process; under torchrun, "

@@ -17,10 +17,13 @@ from typing import Any, Sequence
 
 import attrs
 
-from . import runner
+from .build import load_data, select
+from .devices import resolve_device
 from .errors import UserError
+from .options import parse_assignments
 from .records import METRICS, default_out, to_json
-from .settings import parse_assignments
+from .resume import evaluate_run
+from .session import Output, train
 
 COLUMNS = ("final_test_accuracy", "best_test_accuracy", "final_test_loss", "seconds_per_epoch", "scored_accuracy")
 PLOT_HINT = "pip install 'mnist-trainer[plot]' (matplotlib) for the plots"
@@ -60,32 +63,32 @@ def parse_seeds(text: str, first: int) -> list[int]:
 
 
 def compare(arms: list[Arm], seeds: list[int], assignments: Sequence[str], fields: dict[str, Any], out: Path | None,
-            score_on: str | None, output: runner.Output) -> dict:
+            score_on: str | None, output: Output) -> dict:
     """Train every arm with every seed; write and return the comparison (per arm: means and spreads over seeds)."""
     raw = parse_assignments(assignments)
-    chosen = {(arm, seed): runner.select(arm.plugins, raw, only_selected=True, **{**fields, "seed": seed})
+    chosen = {(arm, seed): select(arm.plugins, raw, only_selected=True, **{**fields, "seed": seed})
               for seed in seeds for arm in arms}
     used = {name for _, pipeline in chosen.values() for name in pipeline.reasons}
     for name in raw:
         if name not in used:
             raise UserError(f"option -o {name}.{next(iter(raw[name]))}=... is for plugin {name!r}, which no arm selects")
     first = next(iter(chosen.values()))[0]
-    device = runner.resolve_device(first.device)
-    dataset = runner.load_data(first, device, output)
+    device = resolve_device(first.device)
+    dataset = load_data(first, device, output)
     folder = Path(out) if out else default_out((), stem=f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     quiet = attrs.evolve(output, say=lambda line: None, progress=False)
     results: dict[str, list[dict]] = {arm.name: [] for arm in arms}
     for index, ((arm, seed), (settings, pipeline)) in enumerate(chosen.items(), 1):
         output.note(f"[{index}/{len(chosen)}] training {arm.name}, seed {seed}")
         path = folder / arm.name / f"seed-{seed}"
-        summary = runner.train(settings, pipeline, path, quiet, dataset=dataset)
+        summary = train(settings, pipeline, path, quiet, dataset=dataset)
         rows = [row for row in _rows(path) if row["stage"] == "epoch"]
         result = {"seed": seed, "out": str(path), "final_test_accuracy": rows[-1]["test_accuracy"],
                   "best_test_accuracy": max(row["test_accuracy"] for row in rows),
                   "final_test_loss": rows[-1]["test_loss"],
                   "seconds_per_epoch": statistics.mean(row["seconds"] for row in rows), "status": summary["status"]}
         if score_on:
-            result["scored_accuracy"] = runner.evaluate_run(path, "auto", score_on, settings.device, quiet)["metrics"]["accuracy"]
+            result["scored_accuracy"] = evaluate_run(path, "auto", score_on, settings.device, quiet)["metrics"]["accuracy"]
         results[arm.name].append(result)
     comparison = {
         "dataset": dataset.name, "seeds": seeds, "score_on": score_on,
@@ -154,7 +157,7 @@ def _write(folder: Path, comparison: dict) -> None:
     atomic_write(folder / "comparison.csv", rows)
 
 
-def _plot(folder: Path, comparison: dict, output: runner.Output) -> None:
+def _plot(folder: Path, comparison: dict, output: Output) -> None:
     try:
         from . import plots
     except ImportError:

@@ -216,32 +216,12 @@ def _synthetic(name: str, device, splits) -> Dataset:
     if name.split(":")[0] != "synthetic" or size < 10:
         raise UserError(f"invalid --dataset {name!r}: write synthetic or synthetic:N with N >= 10 training images")
     sizes = {"train": size, "test": max(size // 6, 10)}
+    from .devices import refuse_oversize
+
     refuse_oversize(f"--dataset {name}", sum(sizes.values()) * (SIDE * SIDE * 4 + 8), device, "choose a smaller N")
     seeds = {"train": 0, "test": 1}
     loaded = {split: synthetic_split(sizes[split], seeds[split], device) for split in splits}
     return Dataset(f"synthetic:{size}", "generated", loaded.get("train"), loaded["test"])
-
-
-def refuse_oversize(what: str, needed: int, device, advice: str) -> None:
-    """A user error, before anything is allocated, when `needed` bytes would not fit in the device's free memory."""
-    available = available_bytes(device)
-    if available is not None and needed > 0.8 * available:
-        raise UserError(f"{what} needs about {needed / 2**30:.1f} GiB, and {available / 2**30:.1f} GiB of memory is free "
-                        f"on {device}; {advice}")
-
-
-def available_bytes(device) -> int | None:
-    """Free memory where tensors on `device` live: the GPU's, or the system's (MemAvailable); None when unknown."""
-    if getattr(device, "type", "cpu") == "cuda":
-        import torch
-
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as meminfo:
-            fields = dict(line.split(":", 1) for line in meminfo)
-        return int(fields["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 def synthetic_split(count: int, seed: int, device: "torch.device", chunk: int = 4096) -> Split:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from .data import refuse_oversize
 from .hookspecs import hookimpl
-from .stages import Activation, Initializer, Metric, Model, Optimizer
+from .stages import Activation, Initializer, Loss, Metric, Model, Optimizer
 
 MLP_SUMMARY = "{widths} MLP (each hidden block: Linear -> {{norm}} -> {{activation}} -> {{dropout}})"
+ADAM_LR = 0.001  # Kingma and Ba's, and torch's, default
 
 
 @hookimpl
@@ -15,12 +15,10 @@ def mnist_trainer_model(settings):
 
     hidden = settings.hidden or DEFAULT_HIDDEN
     sizes = (INPUTS, *hidden, CLASSES)
-    parameters = sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes, sizes[1:]))
-    refuse_oversize(f"--hidden {','.join(map(str, hidden))}", parameters * 4 * 4, None,  # weights, gradients, two Adam moments
-                    "choose smaller widths")
     widths = "-".join(str(width) for width in sizes)
+    parameters = sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes, sizes[1:]))
     return Model(MLP_SUMMARY.format(widths=widths), lambda slots: MLP(hidden, slots),
-                 uses=("activation", "norm", "dropout", "hidden"), kind="mlp")
+                 uses=("activation", "norm", "dropout", "hidden"), kind="mlp", parameters=parameters)
 
 
 @hookimpl
@@ -36,8 +34,15 @@ def mnist_trainer_init(settings):
 
 
 @hookimpl
+def mnist_trainer_loss(settings):
+    import torch.nn.functional as F
+
+    return Loss("cross-entropy", F.cross_entropy)
+
+
+@hookimpl
 def mnist_trainer_optimizer(settings):
-    return Optimizer(f"Adam, lr={settings.lr}", lambda parameters: adam(parameters, settings.lr))
+    return Optimizer("Adam (fused)", adam, lr=ADAM_LR)
 
 
 @hookimpl

@@ -8,8 +8,8 @@ all read `STAGES`. Every stage hook may take `settings` (the run's frozen
 `Settings`) and `options` (the answering plugin's own options instance, or None).
 
 Run events are called through pluggy while the run goes on, on every plugin that
-implements them (pluggy's ``tryfirst``, ``trylast`` and ``wrapper`` apply). Each
-receives the `Run` (see `mnist_trainer.run`).
+implements them, in plugin-name order (pluggy's ``tryfirst``, ``trylast`` and ``wrapper``
+apply first). Each receives the `Run` (see `mnist_trainer.run`).
 """
 
 from __future__ import annotations
@@ -72,10 +72,14 @@ def stage(slot: str, answer: type, *, exclusive: bool, default: str, many: bool 
     return declare
 
 
-def event(function: Callable) -> Callable:
-    """Declare a run event: called through pluggy on every plugin implementing it, never exclusive."""
-    EVENTS.append(function.__name__)
-    return hookspec(function)
+def event(function: Callable | None = None, *, firstresult: bool = False) -> Callable:
+    """Declare a run event: called through pluggy on every plugin implementing it (`firstresult`: the first answer)."""
+
+    def declare(declared: Callable) -> Callable:
+        EVENTS.append(declared.__name__)
+        return hookspec(firstresult=firstresult)(declared)
+
+    return declare(function) if function is not None else declare
 
 
 # ----- declarations ------------------------------------------------------------------------
@@ -95,6 +99,27 @@ def mnist_trainer_requires():
     """Name the plugins this one needs: a tuple of entry-point names, e.g. ``("relu",)``.
 
     The registry loads them too, transitively.
+    """
+
+
+@hookspec
+def mnist_trainer_state():
+    """Declare the plugin's per-run state: return a class whose instances hold it, made with no arguments.
+
+    Each run makes one instance (``run.state(MyState)`` gives it to the run events), saves its
+    ``state_dict()`` in every checkpoint under the plugin's name and hands it back to
+    ``load_state_dict(state)``, with its tensors on the run's device, when the run resumes.
+    Subclass `mnist_trainer.PluginState` (an attrs class's fields, saved as they are) or write the
+    two methods. ``mnist_trainer_state = state_hook(MyState)`` writes this hook in one line.
+    """
+
+
+@hookspec
+def mnist_trainer_columns(run):
+    """Name the columns your run-event handlers add to every epoch row: a tuple of strings.
+
+    Asked once the network is built, before ``run_start``, so ``run.columns`` holds them from
+    ``run_start`` on; a value added to ``run.row`` under any other name is refused.
     """
 
 
@@ -129,14 +154,28 @@ def mnist_trainer_regularizer(settings, options):
     """
 
 
-@stage("optimizer", stages.Optimizer, exclusive=True, default="Adam with --lr")
+@stage("loss", stages.Loss, exclusive=True, default="cross-entropy")
+def mnist_trainer_loss(settings, options):
+    """Loss stage: return a `Loss` whose `compute(logits, labels)` is each mini-batch's training loss.
+
+    Penalties add to whichever loss is selected.
+    """
+
+
+@stage("optimizer", stages.Optimizer, exclusive=True, default="Adam (fused), conventional rate 0.001")
 def mnist_trainer_optimizer(settings, options):
-    """Optimizer stage: return an `Optimizer` whose `build(parameters)` uses ``settings.lr``."""
+    """Optimizer stage: return an `Optimizer` whose `build(parameters, lr)` makes it at rate `lr`.
+
+    `lr` is ``--lr`` when given, else the answer's own conventional rate.
+    """
 
 
-@stage("schedule", stages.Schedule, exclusive=True, default="a constant learning rate")
+@stage("schedule", stages.Schedule, exclusive=False, default="a constant learning rate")
 def mnist_trainer_schedule(settings, options):
-    """Optimizer stage, schedule slot: return a `Schedule` that the core steps per batch or per epoch."""
+    """Optimizer stage, schedule slot: return a `Schedule` that the core steps per batch or per epoch.
+
+    Schedules chain, stepped in plugin-name order.
+    """
 
 
 @stage("metrics", stages.Metric, exclusive=False, many=True, default="loss, accuracy")
@@ -162,6 +201,16 @@ def mnist_trainer_epoch_start(run):
 
 
 @event
+def mnist_trainer_before_step(run):
+    """The mini-batch's gradients are computed (and, under torchrun, averaged); the optimizer has not yet stepped.
+
+    Read or change the gradients here (``p.grad`` of ``run.network.parameters()``): clipping, statistics.
+    With a closure-based optimizer (LBFGS) it comes after every gradient the optimizer asks for.
+    Called once per mini-batch; with no plugin implementing it, the loop does not call it at all.
+    """
+
+
+@event
 def mnist_trainer_step_end(run, loss):
     """An optimizer step has been taken; `loss` is that mini-batch's loss, a detached 0-d tensor.
 
@@ -174,9 +223,20 @@ def mnist_trainer_step_end(run, loss):
 def mnist_trainer_epoch_end(run):
     """Epoch ``run.epoch`` is trained and evaluated; ``run.row`` holds its metrics.
 
-    Values added to ``run.row`` here (plain numbers or text) are recorded and shown in the table;
-    ``run.stop(reason)`` ends the run after this epoch. The core's record writer and table act
-    after every other handler has returned.
+    Values added to ``run.row`` here (numbers or text, under the names your plugin declares with
+    ``mnist_trainer_columns``) are recorded and shown in the table; ``run.stop(reason)`` ends the run
+    after this epoch. The core's record writer and table act after every other handler has returned.
+    """
+
+
+@event(firstresult=True)
+def mnist_trainer_evaluation_weights(run):
+    """Supply the weights that are evaluated, recorded and saved instead of the training weights: a state_dict
+    of ``run.network`` (all its keys), or None for the training weights themselves.
+
+    Asked before every evaluation and at the end of the run; the optimizer goes on training
+    ``run.network``. One selected plugin at most may implement it. Under torchrun it is asked in
+    every process, so the handler and the state it reads must be kept in every process (`every_rank`).
     """
 
 
@@ -184,9 +244,9 @@ def mnist_trainer_epoch_end(run):
 def mnist_trainer_run_end(run):
     """The run is over: ``run.status`` says how (completed, stopped, interrupted, diverged, failed), ``run.reason`` why.
 
-    Called whatever the ending, before the record is finished, so a plugin may still change the
-    weights that are saved (early stopping restores its best epoch here). After a failure,
-    ``run.network`` may be None and ``run.history`` empty.
+    Called whatever the ending, before the record is finished, so a plugin may still choose the
+    weights that are saved, with ``run.keep(epoch, weights)`` (early stopping keeps its best epoch's).
+    After a failure, ``run.network`` may be None and ``run.history`` empty.
     """
 
 

@@ -1,8 +1,8 @@
 """Composing the stages from whatever plugins are registered, and describing the result.
 
 Every stage hook is asked once per plugin here, before any data is loaded; every answer
-is checked (its type, an activation's gain) and its factories guarded, so a mistake is
-reported with the plugin's name before any time is spent.
+is checked (`checks`) and its factories guarded, so a mistake is reported with the
+plugin's name before any time is spent.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from typing import Any, Mapping
 
 import attrs
 
-from . import guards, registry
+from . import checks, registry
 from .errors import PluginError, UserError
 from .hookspecs import STAGES, Stage
 from .settings import Settings
-from .stages import Activation, Initializer, Metric, Model, Norm, Optimizer, Regularizer, Schedule, Slots
+from .stages import Activation, Initializer, Loss, Metric, Model, Norm, Optimizer, Regularizer, Schedule, Slots
 
 Answer = tuple[str, Any]
+EVALUATION_WEIGHTS = "mnist_trainer_evaluation_weights"
 
 
 @attrs.frozen
@@ -29,15 +30,19 @@ class Pipeline:
     norm: tuple[str, Norm | None]
     init: tuple[str, Initializer]
     regularizers: tuple[tuple[str, Regularizer], ...]
+    loss: tuple[str, Loss]
     optimizer: tuple[str, Optimizer]
-    schedule: tuple[str, Schedule | None]
+    schedules: tuple[tuple[str, Schedule], ...]
     metrics: tuple[tuple[str, Metric], ...]
+    lr: float
+    lr_given: bool
     events: registry.Events = attrs.field(eq=False, repr=False)
     reasons: Mapping[str, str] = attrs.field(factory=dict)
+    states: Mapping[str, type] = attrs.field(factory=dict)
 
-    @property
-    def slots(self) -> Slots:
-        return Slots(self.activation[1], self.norm[1], tuple(r.dropout for _, r in self.regularizers if r.dropout))
+    def slots(self, synchronised_on: Any = None) -> Slots:
+        dropouts = tuple(r.dropout for _, r in self.regularizers if r.dropout)
+        return Slots(self.activation[1], self.norm[1], dropouts, synchronised_on)
 
     @property
     def penalties(self) -> list:
@@ -51,11 +56,16 @@ class Pipeline:
     def metric_names(self) -> list[str]:
         return [metric.name for _, metric in self.metrics]
 
+    @property
+    def manager(self):
+        return self.events.manager
+
     def describe(self) -> list[tuple[str, str]]:
         """One ``(stage, text)`` per stage; ``[...]`` names the plugin or core default behind each part."""
         norm = self._by(*self.norm) if self.norm[1] else "(no norm)"
         dropout = " -> ".join(self._by(n, r) for n, r in self.regularizers if r.dropout) or "(no dropout)"
-        schedule = self._by(*self.schedule) if self.schedule[1] else "constant learning rate [core default]"
+        schedules = " then ".join(self._by(*choice) for choice in self.schedules) or "constant learning rate [core default]"
+        given = "--lr" if self.lr_given else "its conventional rate"
         evaluation: dict[str, list[str]] = {}
         for plugin, metric in self.metrics:
             evaluation.setdefault(plugin, []).append(metric.name)
@@ -64,7 +74,8 @@ class Pipeline:
             ("model", _fill(self._by(*self.model), activation=self._by(*self.activation), norm=norm, dropout=dropout)),
             ("init", self._by(*self.init)),
             ("regularizer", "; ".join(self._by(*choice) for choice in self.regularizers) or "none"),
-            ("optimizer", f"{self._by(*self.optimizer)}; {schedule}"),
+            ("loss", self._by(*self.loss)),
+            ("optimizer", f"{self._by(*self.optimizer)}, lr={self.lr} ({given}); {schedules}"),
             ("evaluation", "; ".join(f"{', '.join(names)} [{self._who(p)}]" for p, names in evaluation.items())),
             ("events", "; ".join(f"{self._who(p)} ({', '.join(events)})" for p, events in listeners.items()) or "none"),
         ]
@@ -91,31 +102,37 @@ def compose(manager, settings: Settings, reasons: Mapping[str, str] | None = Non
     classes = registry.option_classes(manager)
     answers = {hook: _answers(manager, stage, settings, classes) for hook, stage in STAGES.items()}
     chosen = {hook: _exclusive(answers[hook], stage) for hook, stage in STAGES.items() if stage.exclusive}
-    metrics = tuple((name, metric) for name, answer in answers["mnist_trainer_metrics"] for metric in answer)
+    metrics = tuple((name, metric) for name, answer in _core_first(answers["mnist_trainer_metrics"]) for metric in answer)
     seen: dict[str, str] = {}
     for name, metric in metrics:
         if metric.name in seen:
             raise UserError(f"plugins {seen[metric.name]!r} and {name!r} both define the metric {metric.name!r}; select only one of them")
         seen[metric.name] = name
     _check_gain(*chosen["mnist_trainer_activation"])
+    _one_evaluation_weights(manager)
+    optimizer = chosen["mnist_trainer_optimizer"]
     pipeline = Pipeline(
         model=chosen["mnist_trainer_model"],
         activation=chosen["mnist_trainer_activation"],
         norm=chosen["mnist_trainer_norm"],
         init=chosen["mnist_trainer_init"],
         regularizers=tuple(answers["mnist_trainer_regularizer"]),
-        optimizer=chosen["mnist_trainer_optimizer"],
-        schedule=chosen["mnist_trainer_schedule"],
+        loss=chosen["mnist_trainer_loss"],
+        optimizer=optimizer,
+        schedules=tuple(answers["mnist_trainer_schedule"]),
         metrics=metrics,
+        lr=settings.lr if settings.lr is not None else optimizer[1].lr,
+        lr_given=settings.lr is not None,
         events=registry.Events(manager),
         reasons=dict(reasons or {}),
+        states=dict(registry.every(manager, "mnist_trainer_state")),
     )
     _check_model(pipeline, settings)
     return pipeline
 
 
 def _answers(manager, stage: Stage, settings: Settings, classes: dict[str, type]) -> list[Answer]:
-    """Each plugin's answer to one stage hook, type-checked and with its factories guarded."""
+    """Each plugin's answer to one stage hook, checked and with its factories guarded."""
     found = []
     for name in registry.implementers(manager, stage.hook):  # the core last
         if stage.exclusive and name == registry.CORE and found:
@@ -125,14 +142,14 @@ def _answers(manager, stage: Stage, settings: Settings, classes: dict[str, type]
         if answer is None:
             continue
         items = list(answer) if stage.many and isinstance(answer, (list, tuple)) else [answer]
-        for item in items:
-            if not isinstance(item, stage.answer):
-                kind = f"mnist_trainer.{stage.answer.__name__}" + (" items in a sequence" if stage.many else "")
-                raise PluginError(name, stage.hook, f"returned {guards.describe(item)}, expected {kind} "
-                                                    "(see docs/plugin_hooks.md)")
-        guarded = [guards.guard(name, stage.hook, item) for item in items]
+        guarded = [checks.check_answer(name, stage.hook, item, stage.answer, stage.many) for item in items]
         found.append((name, tuple(guarded) if stage.many else guarded[0]))
     return found
+
+
+def _core_first(answers: list[Answer]) -> list[Answer]:
+    """The core's answer, then the plugins' in name order: the core's columns come first in the table."""
+    return sorted(answers, key=lambda answer: answer[0] != registry.CORE)
 
 
 def _exclusive(answers: list[Answer], stage: Stage) -> Answer:
@@ -144,6 +161,13 @@ def _exclusive(answers: list[Answer], stage: Stage) -> Answer:
     if selected:
         return selected[0]
     return next(((name, answer) for name, answer in answers if name == registry.CORE), (registry.CORE, None))
+
+
+def _one_evaluation_weights(manager) -> None:
+    suppliers = registry.implementers(manager, EVALUATION_WEIGHTS)
+    if len(suppliers) > 1:
+        raise UserError(f"plugins {' and '.join(map(repr, suppliers))} both supply the weights that are evaluated and "
+                        "saved, which one plugin at most may; select only one of them")
 
 
 def _check_model(pipeline: Pipeline, settings: Settings) -> None:
@@ -165,10 +189,19 @@ def _check_model(pipeline: Pipeline, settings: Settings) -> None:
     if settings.hidden is not None and "hidden" not in model.uses:
         raise UserError(f"--hidden sets the widths of the core's MLP, and plugin {owner!r} builds its own network; "
                         f"drop --hidden and use {owner}'s options instead")
+    _check_init(pipeline, where, fillers)
+
+
+def _check_init(pipeline: Pipeline, where: str, fillers: list[tuple[str, str]]) -> None:
     init_plugin, init = pipeline.init
+    owner, model = pipeline.model
     if init.model is not None and init.model != model.kind:
         raise UserError(f"plugin {init_plugin!r} initialises only the {init.model} model, but {where} is a {model.kind}; "
                         "select one of them, not both")
+    for slot, plugin in fillers:
+        if slot in init.conflicts:
+            raise UserError(f"plugin {init_plugin!r} cannot initialise a network whose {slot} slot plugin {plugin!r} fills "
+                            f"(see its README); select one of them, not both")
 
 
 def _check_gain(plugin: str, activation: Activation) -> None:

@@ -1,6 +1,9 @@
-"""The run folder: config, per-epoch metrics and checkpoint, each written atomically.
+"""The run folder: config, per-epoch metrics, the resumable checkpoint and the saved model, each written atomically.
 
-`RecordWriter` is the core's built-in plugin that writes it from the run events.
+Reading a folder back checks what it reads: ``config.json`` field by field, ``checkpoint.pt``
+against the run it belongs to (its id, and the epoch rows ``metrics.jsonl`` holds), ``model.pt``
+against the SHA-256 the config records. The built-in plugin writing the folder from the run
+events is `builtins.RecordWriter`.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from .errors import PluginError, UserError, one_line
-from .guards import describe
-from .hookspecs import hookimpl
+from .errors import UserError
 
 CONFIG, METRICS, CHECKPOINT, STATE = "config.json", "metrics.jsonl", "model.pt", "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
+FORMAT = 2  # of model.pt and checkpoint.pt
+STATE_KEYS = {"run_id": str, "epoch": int, "network": dict, "optimizer": dict, "schedulers": dict, "generators": dict,
+              "history": list, "plugins": dict}
+MODEL_KEYS = {"run_id": str, "epoch": int, "settings": dict, "state_dict": dict}
 
 
 def default_out(plugins: tuple[str, ...], root: Path = Path("runs"), stem: str | None = None) -> Path:
@@ -36,7 +40,7 @@ def default_out(plugins: tuple[str, ...], root: Path = Path("runs"), stem: str |
             suffix += 1
             path = root / f"{stem}.{suffix}"
         except OSError as error:
-            raise _cannot_write(path, error) from None
+            raise cannot_write(path, error) from None
 
 
 def to_json(value: Any, **options: Any) -> str:
@@ -67,7 +71,7 @@ def _lock(path: Path) -> int:
     return descriptor
 
 
-def _cannot_write(path: Path, error: OSError) -> UserError:
+def cannot_write(path: Path, error: OSError) -> UserError:
     """A file-system error as one line naming the path and the cause."""
     return UserError(f"cannot write {path}: {error.strerror or error}; free some space, fix its permissions or "
                      "choose another --out (what was written before is intact)")
@@ -95,10 +99,16 @@ def _umask() -> int:
 
 
 class RunFolder:
-    """One run's record: `claim` a new one before any training time is spent, or `reopen` one to resume."""
+    """One run's record: `claim` a new one before any training time is spent, or `reopen` one to resume.
+
+    `model_epoch` is the epoch of the weights ``model.pt`` holds (None while it holds none), so the
+    record names the weights the folder really keeps.
+    """
 
     def __init__(self, path: Path, rows: list[dict]):
         self.path, self.rows = Path(path), rows
+        self.model_epoch: int | None = None
+        self.checkpoint_epoch: int | None = None
         self.lock = _lock(self.path)  # held while this process lives: released by any exit, a kill included
 
     @classmethod
@@ -109,7 +119,7 @@ class RunFolder:
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise _cannot_write(path, error) from None
+            raise cannot_write(path, error) from None
         try:
             os.close(os.open(path / METRICS, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         except FileExistsError:
@@ -132,11 +142,10 @@ class RunFolder:
             raise UserError(f"--resume {path}: no such folder; give the folder of an mnist-run")
         folder = cls(path, [])
         try:
-            folder.rows = [json.loads(line) for line in (folder.path / METRICS).read_text().splitlines()]
-        except (OSError, ValueError):
+            folder.rows = read_rows(folder.path)
+        except UserError:
             folder.close()
-            raise UserError(f"{folder.path} holds no readable run record ({folder.path / METRICS} is missing or damaged); "
-                            "give the folder of an mnist-run") from None
+            raise
         for name in (CONFIG, METRICS, CHECKPOINT, STATE):  # only once the folder is known to be a run's
             for temporary in folder.path.glob(f".{name}.*"):
                 temporary.unlink()
@@ -152,12 +161,14 @@ class RunFolder:
         """Drop the metrics recorded after `epoch`, the checkpoint a resumed run continues from."""
         ends = [index for index, row in enumerate(self.rows) if row.get("stage") == "epoch" and row.get("epoch") == epoch]
         self.rows = self.rows[: ends[-1] + 1] if ends else self.rows
+        self.checkpoint_epoch = epoch
 
     def save_state(self, state: dict) -> None:
-        """Write the resumable ``checkpoint.pt`` (see `Run.state`)."""
+        """Write the resumable ``checkpoint.pt``."""
         import torch
 
         self._write(STATE, lambda file: torch.save(state, file), mode="wb")
+        self.checkpoint_epoch = state["epoch"]
 
     def write_config(self, config: dict) -> None:
         self._write(CONFIG, lambda file: file.write(to_json(config, indent=2)))
@@ -167,11 +178,12 @@ class RunFolder:
         self.rows.append(row)
         self._write(METRICS, lambda file: file.writelines(to_json(r) + "\n" for r in self.rows))
 
-    def save_checkpoint(self, checkpoint: dict) -> str:
-        """Write ``model.pt``; returns its SHA-256, which ``config.json`` records so mnist-eval can verify it."""
+    def save_model(self, model: dict) -> str:
+        """Write ``model.pt`` (the weights with the epoch they are of, in one file); returns its SHA-256."""
         import torch
 
-        self._write(CHECKPOINT, lambda file: torch.save(checkpoint, file), mode="wb")
+        self._write(CHECKPOINT, lambda file: torch.save(model, file), mode="wb")
+        self.model_epoch = model["epoch"]
         return hashlib.sha256((self.path / CHECKPOINT).read_bytes()).hexdigest()
 
     def _write(self, name: str, write: Callable[[Any], None], mode: str = "w") -> None:
@@ -181,86 +193,20 @@ class RunFolder:
             raise UserError(f"cannot write {self.path / name}: {error}; free some space or choose another --out "
                             "(what was written before is intact)") from None
         except OSError as error:
-            raise _cannot_write(self.path / name, error) from None
+            raise cannot_write(self.path / name, error) from None
 
 
-def summary(run, config: dict) -> dict:
-    """How a run ended, for ``config.json`` and ``--json``: status, reason, the last epoch's row, where it is."""
-    return {
-        "out": str(run.folder) if run.folder else None,
-        "status": run.status,
-        "reason": run.reason,
-        "dataset": config["dataset"],
-        "device": str(run.device),
-        "plugins": config["plugins"],
-        "epochs": len(run.history),
-        "final": run.history[-1] if run.history else None,
-        "saved": run.saved,
-        "seconds": run.seconds,
-    }
-
-
-class RecordWriter:
-    """Built-in plugin: appends each epoch and report to ``metrics.jsonl``; at run end, ``model.pt`` and ``config.json``.
-
-    It writes after every other handler of an event has run (a wrapper that acts once they
-    return), so the values other plugins add to ``run.row`` are recorded and the weights saved
-    are those plugins leave at run end. At run end it writes whatever happened: a handler that
-    raises makes the run ``failed``. A failed run, or one without a finished epoch, keeps no
-    ``model.pt``.
-    """
-
-    def __init__(self, folder: RunFolder, config: dict):
-        self.folder, self.config = folder, config
-
-    @hookimpl(trylast=True)
-    def mnist_trainer_report(self, stage: str, values: dict) -> None:
-        self.folder.append_metrics({"stage": stage, **values})
-
-    @hookimpl(wrapper=True)
-    def mnist_trainer_epoch_end(self, run):
-        yield
-        unrecordable = [key for key, value in run.row.items() if not isinstance(value, (int, float, str, bool, type(None)))]
-        if unrecordable:
-            raise PluginError(", ".join(run.events.listeners()) or "?", "mnist_trainer_epoch_end",
-                              f"run.row[{unrecordable[0]!r}] holds {describe(run.row[unrecordable[0]])}, which cannot be "
-                              "recorded; add plain numbers or text (a tensor's .item())")
-        self.folder.append_metrics({"stage": "epoch", **run.row})
-        last = run.epoch == run.settings.epochs or run.stop_requested is not None  # so that --epochs can extend it
-        if run.epoch % run.settings.checkpoint_every == 0 or last:
-            self.folder.save_state(run.state())
-
-    @hookimpl(wrapper=True)
-    def mnist_trainer_run_end(self, run):
-        try:
-            yield
-        except Exception as error:
-            if run.status != "failed":
-                blamed = run.events.blame(error, "mnist_trainer_run_end")
-                run.status, run.reason = "failed", one_line(blamed)
-            raise
-        finally:
-            self.finish(run)
-
-    def finish(self, run) -> None:
-        if run.status != "failed" and run.history:
-            self.config["model_sha256"] = self.folder.save_checkpoint({
-                "format": CHECKPOINT_FORMAT,
-                "plugins": list(run.settings.plugins),
-                "options": run.settings.options_dict(),
-                "hidden": list(run.settings.hidden) if run.settings.hidden else None,
-                "state_dict": run.network.state_dict(),
-            })
-        self.folder.write_config({**self.config, "summary": summary(run, self.config)})
-
-
-CHECKPOINT_KEYS = {"format", "plugins", "options", "hidden", "state_dict"}
-
-
-CONFIG_KEYS = {"mnist_trainer", "settings", "plugins", "dataset"}
-SETTINGS_KEYS = {"plugins", "options", "epochs", "batch_size", "lr", "hidden", "seed", "device", "dataset", "data_dir",
-                 "eval_train", "checkpoint_every"}
-STATE_KEYS = {"epoch": int, "network": dict, "optimizer": dict, "generators": dict, "history": list, "stash": dict}
+def read_rows(path: Path) -> list[dict]:
+    """A run's metrics.jsonl: its lines, each a JSON object."""
+    file = Path(path) / METRICS
+    try:
+        rows = [json.loads(line) for line in file.read_text().splitlines()]
+    except (OSError, ValueError) as error:
+        raise UserError(f"{Path(path)} holds no readable run record ({file} is missing or damaged: "
+                        f"{getattr(error, 'strerror', None) or error}); give the folder of an mnist-run") from None
+    if not all(isinstance(row, dict) and isinstance(row.get("stage"), str) for row in rows):
+        raise UserError(f"{file} holds a line that is not a record of mnist-trainer; give the folder of an mnist-run")
+    return rows
 
 
 def recorded(path: Path) -> dict:
@@ -274,35 +220,57 @@ def recorded(path: Path) -> dict:
 
 
 def read_config(path: Path) -> dict:
-    """A run folder's config.json, to resume it: checked to hold what resuming reads."""
+    """A run folder's config.json, to resume it: checked field by field, one line naming a damaged one."""
     config = recorded(path)
-    if not (CONFIG_KEYS <= set(config) and isinstance(config["settings"], dict) and SETTINGS_KEYS <= set(config["settings"])):
+    if not config:
         raise UserError(f"{path} holds no readable run record ({Path(path) / CONFIG} is missing or damaged); "
                         "give the folder of an mnist-run")
+    where = Path(path) / CONFIG
+    _expect(config, {"mnist_trainer": str, "run_id": str, "settings": dict, "plugins": list, "dataset": dict}, where)
+    _expect(config["dataset"], {"name": str, "train_size": int, "test_size": int, "fingerprint": str}, f"{where}: dataset")
+    for index, plugin in enumerate(config["plugins"]):
+        if not isinstance(plugin, dict):
+            raise UserError(f"{where}: plugins[{index}] is {plugin!r}, not a plugin's record; the record is damaged")
+        _expect(plugin, {"name": str, "distribution": str, "version": str}, f"{where}: plugins[{index}]")
+    if "summary" in config and not isinstance(config["summary"], dict):
+        raise UserError(f"{where}: summary is {config['summary']!r}, not a run's summary; the record is damaged")
     return config
 
 
-def read_state(path: Path) -> dict:
-    """A run folder's resumable checkpoint, loaded without running code from it."""
-    import torch
+def _expect(record: Mapping, kinds: Mapping[str, type], where: Any) -> None:
+    for key, kind in kinds.items():
+        value = record.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) is not (kind is bool):
+            raise UserError(f"{where}: {key} is {value!r}, not the {kind.__name__} mnist-trainer records there; "
+                            "the record is damaged")
 
+
+def read_state(path: Path, run_id: str, rows: list[dict]) -> dict:
+    """A run folder's resumable checkpoint, loaded without running code from it, and tied to its record:
+    the run id `config.json` holds, and the epoch rows `metrics.jsonl` holds up to its epoch."""
     file = Path(path) / STATE
     if not file.is_file():
-        raise UserError(f"{path} has no {STATE} to resume from (no epoch finished); start the run again with a new --out")
-    try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise UserError(f"{file} is not a readable checkpoint ({type(error).__name__}); start the run again") from None
-    if not (isinstance(state, dict) and all(isinstance(state.get(key), kind) for key, kind in STATE_KEYS.items())):
-        raise UserError(f"{file} is not an mnist-trainer checkpoint (it lacks {', '.join(STATE_KEYS)}); start the run again")
+        raise UserError(f"{path} has no {STATE} to resume from (no checkpoint was written); start the run again with a "
+                        "new --out")
+    state = _load(file, STATE_KEYS, "start the run again")
+    if state["run_id"] != run_id:
+        raise UserError(f"{file} belongs to another run (its run id is not the one {CONFIG} records); put back this run's "
+                        "own checkpoint, or start the run again")
+    recorded_epochs = [row for row in rows if row.get("stage") == "epoch" and row.get("epoch", 0) <= state["epoch"]]
+    if _as_recorded(recorded_epochs) != _as_recorded(state["history"]):
+        raise UserError(f"{file} does not match {METRICS} (the epochs it holds differ from the ones recorded); put back "
+                        "this run's own checkpoint and metrics, or start the run again")
     return state
 
 
-def read_checkpoint(path: Path) -> dict:
-    """A finished run's checkpoint, verified against the SHA-256 its config.json records; loaded without
-    running any code in it (``weights_only``)."""
-    import torch
+def _as_recorded(rows: list) -> list:
+    """Epoch rows as metrics.jsonl holds them, without their ``stage``: what a checkpoint's history must equal."""
+    return json.loads(to_json([{key: value for key, value in row.items() if key != "stage"} for row in rows]))
 
+
+def read_model(path: Path) -> dict:
+    """A finished run's ``model.pt``, verified against the SHA-256 its config.json records; loaded without
+    running any code in it (``weights_only``)."""
     path, file = Path(path), Path(path) / CHECKPOINT
     if not file.exists():
         raise UserError(f"{path} is not a finished mnist-run record: {file} is missing")
@@ -312,19 +280,22 @@ def read_checkpoint(path: Path) -> dict:
     if expected and hashlib.sha256(file.read_bytes()).hexdigest() != expected:
         raise UserError(f"{file} is not the file its run saved (its SHA-256 differs from config.json's): it was changed "
                         "or damaged; restore it from a copy, or train again")
+    return _load(file, MODEL_KEYS, "restore it from a copy, or train again")
+
+
+def _load(file: Path, keys: Mapping[str, type], advice: str) -> dict:
+    import torch
+
     try:
         with warnings.catch_warnings():  # torch warns about some foreign files before refusing them: one line is enough
             warnings.simplefilter("ignore")
-            checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+            loaded = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # torch's own messages advise weights_only=False, which would run the file's code
-        raise UserError(f"{file} is not a readable mnist-trainer checkpoint ({type(error).__name__}); "
-                        "restore it from a copy, or train again") from None
-    if not (isinstance(checkpoint, dict) and CHECKPOINT_KEYS <= set(checkpoint)
-            and isinstance(checkpoint["plugins"], list) and all(isinstance(p, str) for p in checkpoint["plugins"])
-            and isinstance(checkpoint["options"], dict) and isinstance(checkpoint["state_dict"], dict)
-            and (checkpoint["hidden"] is None or (isinstance(checkpoint["hidden"], list)
-                                                  and all(isinstance(w, int) and w > 0 for w in checkpoint["hidden"])))):
-        raise UserError(f"{file} is not an mnist-trainer checkpoint (it lacks {', '.join(sorted(CHECKPOINT_KEYS))}, "
-                        "or holds them in other forms)")
-    return checkpoint
-
+        raise UserError(f"{file} is not a readable mnist-trainer checkpoint ({type(error).__name__}); {advice}") from None
+    if not isinstance(loaded, dict) or loaded.get("format") != FORMAT:
+        found = loaded.get("format") if isinstance(loaded, dict) else None
+        raise UserError(f"{file} is not a checkpoint of this mnist-trainer (format {found}, expected {FORMAT}); {advice}")
+    for key, kind in keys.items():
+        if not isinstance(loaded.get(key), kind):
+            raise UserError(f"{file} is not an mnist-trainer checkpoint ({key} is missing or of another kind); {advice}")
+    return loaded

@@ -95,8 +95,23 @@ def make_manager(*plugins: Any, **named: Any) -> pluggy.PluginManager:
     for name, plugin in named.items():
         manager.register(plugin, name=name)
     if plugins or named:
+        in_name_order(manager)
         verify(manager)
     return manager
+
+
+def in_name_order(manager: pluggy.PluginManager) -> None:
+    """Re-register the plugins so that pluggy calls their run-event handlers in plugin-name order.
+
+    pluggy calls the last registered first (after tryfirst, before trylast), whatever order the
+    plugins were loaded in; re-registering them in reverse name order makes the order a function of
+    the names alone, the same for ``-p a -p b`` and ``-p b -p a``, and in a run and its resume.
+    """
+    plugins = sorted(((name, plugin) for name, plugin in manager.list_name_plugin() if name != CORE), reverse=True)
+    for name, plugin in plugins:
+        manager.unregister(plugin)
+    for name, plugin in plugins:
+        manager.register(plugin, name=name)
 
 
 def load(manager: pluggy.PluginManager, names: Iterable[str]) -> dict[str, str]:
@@ -131,8 +146,19 @@ def load(manager: pluggy.PluginManager, names: Iterable[str]) -> dict[str, str]:
                 reasons[needed] = f"required by {name}"
                 pending.append(needed)
     _refuse_cycles(requires)
+    in_name_order(manager)
     verify(manager)
     return reasons
+
+
+def registered(manager: pluggy.PluginManager, names: Iterable[str]) -> dict[str, str]:
+    """For a manager given its plugins directly (the test kit's): each registered plugin with why it is there,
+    refusing a name asked for that is not."""
+    present = {name for name, _ in manager.list_name_plugin() if not is_core(name)}
+    missing = sorted(set(names) - present)
+    if missing:
+        raise UserError(f"plugin {missing[0]!r} is not registered with this plugin manager; register it (or a stand-in)")
+    return {name: "selected" for name in sorted(present)}
 
 
 def verify(manager: pluggy.PluginManager) -> None:
@@ -197,25 +223,54 @@ def option_classes(manager: pluggy.PluginManager) -> dict[str, type]:
 class Events:
     """Calls run events through ``manager.hook``; an exception inside a plugin's handler names it.
 
-    On a process other than rank 0 (`rank_zero` False) only handlers marked `every_rank` are called.
+    In a process other than rank 0 (`leader` False) only handlers marked `every_rank` are called.
+    Each event's caller is made once and kept until a plugin is attached or detached, so an
+    event costs pluggy's call and nothing more; one nobody handles is not called at all.
     """
 
-    def __init__(self, manager: pluggy.PluginManager):
-        self.manager = manager
-        self.rank_zero = True
+    def __init__(self, manager: pluggy.PluginManager, leader: bool = True):
+        self.manager, self.leader = manager, leader
+        self.callers: dict[str, Callable[..., Any] | None] = {}
 
-    def emit(self, event: str, **kwargs: Any) -> None:
+    def serve(self, leader: bool) -> None:
+        """Emit as rank 0 does (`leader`) or as the other processes do, from now on."""
+        self.leader = leader
+        self.callers.clear()
+
+    def emit(self, event: str, **kwargs: Any) -> Any:
+        caller = self.caller(event)
+        if caller is None:
+            return None
         try:
-            self._caller(event)(**kwargs)
+            return caller(**kwargs)
         except (UserError, KeyboardInterrupt):
             raise
-        except Exception as error:
+        except BaseException as error:  # a plugin's sys.exit too: its failure, not the run's exit
             blamed = self.blame(error, event)
             if blamed is error:
                 raise
             raise blamed from error
 
-    def blame(self, error: Exception, event: str) -> Exception:
+    def caller(self, event: str, every_rank: bool = False) -> Callable[..., Any] | None:
+        """The callable that emits `event` in this process (`every_rank`: whatever the marks), or None when nobody handles it."""
+        key = f"{event}:all" if every_rank else event
+        if key not in self.callers:
+            self.callers[key] = self._make(event, every_rank)
+        return self.callers[key]
+
+    def _make(self, event: str, every_rank: bool) -> Callable[..., Any] | None:
+        hook = getattr(self.manager.hook, event)
+        impls = hook.get_hookimpls()
+        if not impls:
+            return None
+        if self.leader or every_rank:
+            return hook
+        skipped = [impl.plugin for impl in impls if not getattr(impl.function, hookspecs.EVERY_RANK, False)]
+        if len(skipped) == len(impls):
+            return None
+        return self.manager.subset_hook_caller(event, skipped) if skipped else hook
+
+    def blame(self, error: BaseException, event: str) -> BaseException:
         """`error` as the `PluginError` of the plugin whose `event` handler raised it; as it is when it is the core's."""
         if isinstance(error, UserError):
             return error
@@ -224,15 +279,8 @@ class Events:
             return error
         return PluginError.from_exception(culprit, event, error)
 
-    def _caller(self, event: str) -> Callable[..., Any]:
-        hook = getattr(self.manager.hook, event)
-        if self.rank_zero:
-            return hook
-        skipped = [impl.plugin for impl in hook.get_hookimpls() if not getattr(impl.function, hookspecs.EVERY_RANK, False)]
-        return self.manager.subset_hook_caller(event, skipped) if skipped else hook
-
     def listens(self, event: str) -> bool:
-        return bool(getattr(self.manager.hook, event).get_hookimpls())
+        return self.caller(event) is not None
 
     def listeners(self) -> dict[str, list[str]]:
         """Each plugin outside the core that handles run events, with the events it handles."""
@@ -248,11 +296,13 @@ class Events:
         """Register the core's built-in run-time plugins (record, table, progress) for one run."""
         for name, plugin in plugins.items():
             self.manager.register(plugin, name=f"{CORE}:{name}")
+        self.callers.clear()
         try:
             yield
         finally:
             for plugin in plugins.values():
                 self.manager.unregister(plugin)
+            self.callers.clear()
 
 
 def trace(manager: pluggy.PluginManager, write: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Callable[[], None]:

@@ -1,78 +1,104 @@
-"""The run's frozen settings, and parsing of ``-o NAME.KEY=VALUE`` into plugin options."""
+"""The run's settings, declared once: the command line's flags, the record and every rebuild derive from `Settings`.
+
+Each field says its flag, help, type and whether a resumed run may change it; `mnist-run`'s
+options are made from those declarations, `to_record` writes the settings into
+``config.json`` and ``model.pt``, and `from_record` reads them back with the same checks, so
+there is one encoding. Plugin options go through the same round trip (see `options`).
+"""
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import attrs
+import click
 
 from .errors import UserError
-from .hookspecs import hookimpl
 
 T = TypeVar("T")
-TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+SEED_MAX = 2**63 - 2
 
 
-def option(default: Any, *, help: str, converter: Callable | None = None, validator=None):
-    """A plugin option field: `help` says the accepted values and appears in errors."""
-    return attrs.field(default=default, converter=converter, validator=validator, metadata={"help": help})
+def parse_hidden(value: Any) -> tuple[int, ...]:
+    """``"256,256"`` (or a sequence, as a record holds it) -> ``(256, 256)``; every width a positive integer."""
+    parts = value.split(",") if isinstance(value, str) else value
+    try:
+        widths = tuple(int(part) if isinstance(part, str) or type(part) is int else int("?") for part in parts)
+    except (TypeError, ValueError):
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise UserError(f"--hidden {value!r}: give comma-separated positive widths, e.g. --hidden 256,256")
+    return widths
 
 
-def choice(*values: str) -> Callable[[Any], str]:
-    """Converter accepting one of `values`; its error lists them."""
+class _Finite(click.ParamType):
+    """A finite number above 0, or (when `optional`) none."""
 
-    def convert(value: Any) -> str:
-        text = str(value)
-        if text not in values:
-            raise ValueError(f"{text!r} is not one of {', '.join(values)}")
-        return text
+    name = "number"
 
-    return convert
-
-
-def number(value: Any) -> float:
-    """Converter to a finite float: ``nan`` and ``inf`` are refused, as no option means them."""
-    converted = float(value)
-    if not math.isfinite(converted):
-        raise ValueError(f"{value!r} is not a finite number")
-    return converted
+    def convert(self, value: Any, param, ctx) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if isinstance(value, bool) or not math.isfinite(number) or number <= 0:
+            self.fail(f"{value!r} is not a finite number above 0", param, ctx)
+        return number
 
 
-def boolean(value: Any) -> bool:
-    """Converter accepting true/false, yes/no, on/off or 1/0 (any case), and bools."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in TRUE + FALSE:
-        return text in TRUE
-    raise ValueError(f"{value!r} is not one of true, false (or yes/no, on/off, 1/0)")
+class _Widths(click.ParamType):
+    name = "W,W,..."
+
+    def convert(self, value: Any, param, ctx) -> tuple[int, ...]:
+        try:
+            return parse_hidden(value)
+        except UserError as error:
+            self.fail(error.message.split(": ", 1)[1], param, ctx)
 
 
-def options_hook(cls: type) -> Callable[[], type]:
-    """The whole ``mnist_trainer_options`` hook in one line: ``mnist_trainer_options = options_hook(MyOptions)``.
-
-    Stage hooks then receive the instance as their `options` argument.
-    """
-    return hookimpl(specname="mnist_trainer_options")(lambda: cls)
+def setting(default: Any, *, flag: str, kind: type | tuple, type: click.ParamType | None = None, help: str,
+            resumable: bool = False, optional: bool = False, show: str | None = None) -> Any:
+    """A field of `Settings` with its command-line flag: `kind` is what the record holds (checked on reading it back),
+    `type` parses and checks the value (the flag's and the record's alike); `resumable` lets ``--resume`` change it."""
+    metadata = {"flag": flag, "kind": kind, "type": type, "help": help, "resumable": resumable, "optional": optional,
+                "show": show}
+    return attrs.field(default=default, metadata=metadata)
 
 
 @attrs.frozen
 class Settings:
-    """Everything that decides a run; built once from the command line, never mutated."""
+    """Everything that decides a run; built once from the command line (or a record), never mutated.
 
-    plugins: tuple[str, ...] = ()
+    `plugins` are the selected plugins' names, `plugin_options` each plugin's options instance.
+    """
+
+    plugins: tuple[str, ...] = attrs.field(default=(), converter=lambda names: tuple(sorted(set(names))))
     plugin_options: tuple[tuple[str, Any], ...] = ()
-    epochs: int = 15
-    batch_size: int = 100
-    lr: float = 0.001
-    hidden: tuple[int, ...] | None = None  # the core MLP's widths; None: its default, 256,256
-    seed: int = 777
-    device: str = "auto"
-    dataset: str = "auto"
-    data_dir: str | None = None
-    eval_train: bool = False
-    checkpoint_every: int = 1  # epochs between resumable checkpoints
+    epochs: int = setting(15, flag="--epochs", kind=int, type=click.IntRange(min=1), resumable=True,
+                          help="Epochs to train (with --resume: a larger number extends a finished run).")
+    batch_size: int = setting(100, flag="--batch-size", kind=int, type=click.IntRange(min=1),
+                              help="Mini-batch size (the global batch under torchrun).")
+    lr: float | None = setting(None, flag="--lr", kind=(float, int), type=_Finite(), optional=True,
+                               show="the optimizer's conventional rate",
+                               help="Learning rate of whichever optimizer is selected.")
+    hidden: tuple[int, ...] | None = setting(None, flag="--hidden", kind=list, type=_Widths(), optional=True,
+                                             show="256,256",
+                                             help="Hidden layer widths of the core's MLP; a model plugin has its own options.")
+    seed: int = setting(777, flag="--seed", kind=int, type=click.IntRange(0, SEED_MAX), help="Seed of every random draw.")
+    device: str = setting("auto", flag="--device", kind=str, type=click.STRING, resumable=True,
+                          help="auto, cpu, cuda or cuda:N (with --resume: where to go on; the checkpoint loads anywhere).")
+    dataset: str = setting("auto", flag="--dataset", kind=str, type=click.STRING,
+                           help="auto, mnist, mnist-sample, fashion-mnist or synthetic:N; auto uses MNIST when cached "
+                                "or downloadable, else mnist-sample.")
+    data_dir: str | None = setting(None, flag="--data-dir", kind=str, type=click.Path(file_okay=False), optional=True,
+                                   show="$MNIST_TRAINER_DATA or ~/.cache/mnist-trainer",
+                                   help="Folder with MNIST-format IDX files, or where mnist/fashion-mnist are downloaded.")
+    eval_train: bool = setting(False, flag="--eval-train", kind=bool, type=click.BOOL,
+                               help="Also evaluate on the training split each epoch.")
+    checkpoint_every: int = setting(1, flag="--checkpoint-every", kind=int, type=click.IntRange(min=1),
+                                    help="Epochs between resumable checkpoints (checkpoint.pt in the run folder).")
 
     def options(self, cls: type[T]) -> T:
         """The options instance of class `cls` (its defaults when none were given)."""
@@ -82,56 +108,58 @@ class Settings:
         return cls()
 
     def options_dict(self) -> dict[str, dict[str, Any]]:
-        return {name: attrs.asdict(value) for name, value in self.plugin_options}
+        return {name: options_record(value) for name, value in self.plugin_options}
+
+    def to_record(self) -> dict[str, Any]:
+        """The settings as ``config.json`` and ``model.pt`` hold them: plain JSON values, plugin options by plugin."""
+        record: dict[str, Any] = {"plugins": list(self.plugins), "options": self.options_dict()}
+        for field in declared():
+            value = getattr(self, field.name)
+            record[field.name] = list(value) if isinstance(value, tuple) else value
+        return record
 
 
-def parse_assignments(texts: Sequence[str]) -> dict[str, dict[str, str]]:
-    """Split each ``NAME.KEY=VALUE`` into ``{NAME: {KEY: VALUE}}``."""
-    parsed: dict[str, dict[str, str]] = {}
-    for text in texts:
-        target, eq, value = text.partition("=")
-        name, dot, key = target.partition(".")
-        if not (eq and dot and name and key):
-            raise UserError(f"malformed option -o {text!r}: write -o NAME.KEY=VALUE, e.g. -o relu.negative_slope=0.01")
-        name, key = name.strip(), key.strip()
-        if key in parsed.get(name, {}):
-            raise UserError(f"-o {name}.{key} is given twice; give each option once")
-        parsed.setdefault(name, {})[key] = value.strip()
-    return parsed
+def options_record(options: Any) -> dict[str, Any]:
+    """A plugin's options as the run record holds them: JSON values (a tuple becomes a list)."""
+    return json.loads(json.dumps(attrs.asdict(options, recurse=False), default=str))
 
 
-def build_options(name: str, cls: type[T] | None, values: Mapping[str, Any]) -> T | None:
-    """Instantiate plugin `name`'s options class from `values`, with errors a user can act on."""
-    if cls is None:
-        if values:
-            raise UserError(f"plugin {name!r} takes no options (got -o {name}.{next(iter(values))}=...)")
+def declared() -> list[attrs.Attribute]:
+    """The fields a flag sets, in the order ``--help`` lists them."""
+    return [field for field in attrs.fields(Settings) if "flag" in field.metadata]
+
+
+def convert(field: attrs.Attribute, value: Any, where: str) -> Any:
+    """`value` for `field` as its flag's type checks it, from the record's JSON; a one-line `UserError` naming `where`."""
+    meta = field.metadata
+    if value is None and meta["optional"]:
         return None
-    fields = {field.name: field for field in attrs.fields(cls)}
-    for key in values:
-        if key not in fields:
-            raise UserError(f"unknown option {name}.{key}; {name} accepts: {describe_fields(name, fields.values())}")
+    kind = meta["kind"]
+    if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
+        raise UserError(f"{where} is {value!r}, which is not what mnist-trainer records there; the record is damaged")
     try:
-        return cls(**values)
-    except (TypeError, ValueError) as combined:
-        for key, value in values.items():  # name the one value at fault, when one alone is
-            try:
-                cls(**{key: value})
-            except (TypeError, ValueError) as error:
-                help_text = fields[key].metadata.get("help", "see the plugin's README")
-                raise UserError(f"invalid value for -o {name}.{key}={value}: {error} (accepted: {help_text})") from None
-        raise UserError(f"invalid options for {name}: {combined}") from None
+        return meta["type"].convert(value, None, None)
+    except click.BadParameter as error:
+        raise UserError(f"{where} is {value!r}: {error.message}; the record is damaged") from None
 
 
-def describe_fields(name: str, fields) -> str:
-    return ", ".join(f"{name}.{f.name} ({f.metadata.get('help', 'see README')})" for f in fields)
+def from_record(record: Any, where: str = "settings") -> tuple[tuple[str, ...], dict[str, dict[str, Any]], dict[str, Any]]:
+    """A record's settings, checked field by field: the plugin names, their raw options and the other fields."""
+    if not isinstance(record, Mapping):
+        raise UserError(f"{where} is {record!r}, not the settings of a run; the record is damaged")
+    plugins, options = record.get("plugins"), record.get("options")
+    if not (isinstance(plugins, list) and all(isinstance(name, str) for name in plugins)):
+        raise UserError(f"{where}.plugins is {plugins!r}, not a list of plugin names; the record is damaged")
+    if not (isinstance(options, Mapping) and all(isinstance(values, Mapping) for values in options.values())):
+        raise UserError(f"{where}.options is {options!r}, not each plugin's options; the record is damaged")
+    fields = {}
+    for field in declared():
+        if field.name not in record:
+            raise UserError(f"{where}.{field.name} is missing; the record is damaged")
+        fields[field.name] = convert(field, record[field.name], f"{where}.{field.name}")
+    return tuple(plugins), {name: dict(values) for name, values in options.items()}, fields
 
 
-def parse_hidden(text: str) -> tuple[int, ...]:
-    """``"256,256"`` -> ``(256, 256)``; every width a positive integer."""
-    try:
-        widths = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        widths = ()
-    if not widths or min(widths) < 1:
-        raise UserError(f"--hidden {text!r}: give comma-separated positive widths, e.g. --hidden 256,256")
-    return widths
+def flag_of(name: str) -> str:
+    return attrs.fields_dict(Settings)[name].metadata["flag"]
+

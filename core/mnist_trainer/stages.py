@@ -3,8 +3,9 @@
 Hooks run while the pipeline is composed, before any data is loaded or weights exist,
 so every answer is a description plus factories. That lets the core print the
 pipeline and reject conflicts before spending any time, and keeps these classes
-free of torch imports. Composing wraps every factory so that an exception or a
-wrong return value inside it names the plugin and the hook.
+free of torch imports. Composing checks every answer and wraps every factory (see
+`checks`), so that an exception or a wrong return value inside it names the plugin
+and the hook.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import attrs
 
 if TYPE_CHECKING:
     import torch
+
+LAYOUTS = ("contiguous", "channels_last")
+
 
 @attrs.frozen
 class Activation:
@@ -43,13 +47,17 @@ class Norm:
 
     `build2d(channels)` returns it for (N, channels, H, W) feature maps, for models with
     convolutions; a norm without it cannot be used with them. `min_batch` is the smallest
-    ``--batch-size`` it can train with.
+    ``--batch-size`` it can train with. `sync(module, device)` returns the module made to use
+    the statistics of every process's share of the global batch under torchrun (for torch's
+    batch norms, `mnist_trainer.syncbn.sync_batch_norm`); without it each process normalises
+    by its own share.
     """
 
     summary: str
     build: Callable[[int], "torch.nn.Module"]
     build2d: Callable[[int], "torch.nn.Module"] | None = None
     min_batch: int = 1  # batch norm needs 2 values per channel to train
+    sync: Callable[["torch.nn.Module", "torch.device"], "torch.nn.Module"] | None = None
 
 
 @attrs.frozen
@@ -59,23 +67,30 @@ class Slots:
     `norm(width)` and `norm2d(channels)` return a list of zero or one module (none when no
     norm plugin is selected), `activation()` one module, `dropout()` a list of modules (one
     per regularizer with a dropout, in plugin-name order), ready to splice into a block.
+    Under torchrun (`synchronised_on`, the device) each norm comes synchronised (`Norm.sync`).
     """
 
     activation_slot: Activation
     norm_slot: Norm | None = None
     dropout_slots: tuple[Callable[[], "torch.nn.Module"], ...] = ()
+    synchronised_on: Any = None
 
     def activation(self) -> "torch.nn.Module":
         return self.activation_slot.build()
 
     def norm(self, width: int) -> list:
-        return [self.norm_slot.build(width)] if self.norm_slot else []
+        return [self._synchronised(self.norm_slot.build(width))] if self.norm_slot else []
 
     def norm2d(self, channels: int) -> list:
-        return [self.norm_slot.build2d(channels)] if self.norm_slot else []
+        return [self._synchronised(self.norm_slot.build2d(channels))] if self.norm_slot else []
 
     def dropout(self) -> list:
         return [build() for build in self.dropout_slots]
+
+    def _synchronised(self, module: "torch.nn.Module") -> "torch.nn.Module":
+        if self.synchronised_on is None or self.norm_slot.sync is None:
+            return module
+        return self.norm_slot.sync(module, self.synchronised_on)
 
 
 @attrs.frozen
@@ -86,13 +101,18 @@ class Model:
     are replaced by what fills those slots. `uses` names the slots the model has, of
     ``activation``, ``norm``, ``norm2d``, ``dropout`` and ``hidden`` (it reads ``--hidden``);
     selecting a plugin for a slot the model lacks is refused. `kind` names the architecture
-    for init stages that only suit one (``mlp`` is the core's).
+    for init stages that only suit one (``mlp`` is the core's). `layout` is the memory format
+    its weights train in: ``contiguous``, or ``channels_last`` where that was measured to make
+    its convolutions faster. `parameters`, when known before building, lets the core refuse a
+    network too large for the device before allocating it.
     """
 
     summary: str
     build: Callable[[Slots], "torch.nn.Module"]
     uses: tuple[str, ...] = ("activation", "norm", "dropout")
     kind: str = "custom"
+    layout: str = attrs.field(default="contiguous", validator=attrs.validators.in_(LAYOUTS))
+    parameters: int | None = None
 
 
 @attrs.frozen
@@ -102,13 +122,26 @@ class Regularizer:
     - `dropout()` makes a module for the dropout slot of every hidden block.
     - `penalty(network, logits, labels)` returns a 0-d tensor added to each mini-batch's loss.
     - `transform(images, labels, generator)` returns the ``(images, labels)`` that train, on the
-      device; it never sees evaluation data. `generator` is seeded from ``--seed``.
+      device; it never sees evaluation data. `generator` is seeded from ``--seed``. Labels are
+      class indices (int64, shape (N,)) or class probabilities (float, shape (N, classes)).
     """
 
     summary: str
     dropout: Callable[[], "torch.nn.Module"] | None = None
     penalty: Callable[["torch.nn.Module", "torch.Tensor", "torch.Tensor"], "torch.Tensor"] | None = None
     transform: Callable[["torch.Tensor", "torch.Tensor", "torch.Generator"], tuple] | None = None
+
+
+@attrs.frozen
+class Loss:
+    """The training loss: `compute(logits, labels)` returns a 0-d tensor for one mini-batch.
+
+    `labels` are what the transforms leave: class indices (int64, shape (N,)) or class
+    probabilities (float, shape (N, classes)); ``torch.nn.functional.cross_entropy`` takes both.
+    """
+
+    summary: str
+    compute: Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 @attrs.frozen
@@ -137,23 +170,30 @@ class InitContext:
 class Initializer:
     """Sets the weights of a freshly built network in place, before training.
 
-    `model` names the only model kind it suits (``"mlp"``), or None for any model.
+    `model` names the only model kind it suits (``"mlp"``), or None for any model. `conflicts`
+    names the slots (``norm``, ``dropout``, ``activation``) it cannot work with once filled by a
+    plugin; such a selection is refused when the pipeline is composed.
     """
 
     summary: str
     apply: Callable[["torch.nn.Module", InitContext], None]
     model: str | None = None
+    conflicts: tuple[str, ...] = ()
 
 
 @attrs.frozen
 class Optimizer:
-    """`build(parameters)` returns the `torch.optim.Optimizer` that trains the network, at ``settings.lr`` (checked).
+    """`build(parameters, lr)` returns the `torch.optim.Optimizer` that trains the network at rate `lr` (checked).
 
-    Its ``step()`` is called without a closure, so LBFGS does not fit.
+    `lr` is the optimizer's conventional learning rate, used when ``--lr`` is not given.
+    `closure` says its ``step`` needs a closure that re-evaluates the mini-batch's loss (LBFGS);
+    the core then passes one.
     """
 
     summary: str
-    build: Callable[[Any], "torch.optim.Optimizer"]
+    build: Callable[[Any, float], "torch.optim.Optimizer"]
+    lr: float
+    closure: bool = False
 
 
 @attrs.frozen
@@ -162,7 +202,9 @@ class Schedule:
 
     `per` is ``"batch"`` (after every optimizer step) or ``"epoch"`` (after every epoch). Any
     object whose ``step()`` takes no arguments fits: every ``torch.optim.lr_scheduler`` but
-    ``ReduceLROnPlateau``, which needs a metric.
+    ``ReduceLROnPlateau``, which needs a metric. Several selected schedules chain, in plugin-name
+    order (as ``torch.optim.lr_scheduler.ChainedScheduler`` does), so each should be one of
+    torch's chainable forms, which scale the rate they find.
     """
 
     summary: str

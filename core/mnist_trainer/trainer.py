@@ -5,6 +5,9 @@ Data stays on the device as tensors; each epoch is one seeded permutation gather
 Under torchrun (`world`), every process draws the same permutation and trains on its share
 of each global batch through the network's replica; losses and metrics are those of the
 global batch and the whole split, the same on every process.
+
+Within a step: transforms, forward, loss, penalties, backward, `before_step`, the
+optimizer's step, per-batch schedules, `step_end`.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from .data import Dataset, Split
-from .world import World
+from .distributed import World
 
 EVAL_CHUNK = 1024
+PROGRESS_TICKS = 50  # progress callbacks per epoch at most: a bar moves, no per-step call
 
 Penalty = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 Transform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
@@ -31,10 +35,11 @@ Metric = tuple[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]
 class Loop:
     """Everything one run trains with.
 
-    `scheduler` (or None for a constant rate) steps after every batch when `per_batch`, else
-    after every epoch. `generator` shuffles; `transform_generator` is handed to the transforms.
-    `replica` is what a step calls (the network's `DistributedDataParallel` under torchrun);
-    `network` is evaluated and saved.
+    `batch_schedulers` step after every optimizer step, `epoch_schedulers` after every epoch, in
+    order. `generator` shuffles; `transform_generator` is handed to the transforms. `closure`: the
+    optimizer's step takes a closure re-evaluating the mini-batch's loss (LBFGS). `replica` is
+    what a step calls (the network's `DistributedDataParallel` under torchrun); `evaluated()`
+    gives the module evaluated (the network itself unless given).
     """
 
     network: torch.nn.Module
@@ -43,12 +48,15 @@ class Loop:
     generator: torch.Generator
     transform_generator: torch.Generator
     metrics: Sequence[Metric]
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy
     penalties: Sequence[Penalty] = ()
     transforms: Sequence[Transform] = ()
-    scheduler: Any = None
-    per_batch: bool = False
+    batch_schedulers: Sequence[Any] = ()
+    epoch_schedulers: Sequence[Any] = ()
+    closure: bool = False
     world: World = World()
     replica: torch.nn.Module | None = None
+    evaluated: Callable[[], torch.nn.Module] | None = None
 
     @property
     def trained(self) -> torch.nn.Module:
@@ -69,11 +77,14 @@ class Diverged(Exception):
 
 @attrs.frozen
 class Callbacks:
-    """What the loop calls: `epoch_end(row)` returns True to stop; `step_end(loss)` only when given."""
+    """What the loop calls: `epoch_end(row)` returns True to stop; `before_step()`, `step_end(loss)` and
+    `progress(steps_done)` (a few times an epoch) only when given."""
 
     epoch_start: Callable[[int], None] = lambda epoch: None
+    before_step: Callable[[], None] | None = None
     step_end: Callable[[torch.Tensor], None] | None = None
     epoch_end: Callable[[dict], bool] = lambda row: False
+    progress: Callable[[int], None] | None = None
 
 
 def columns(metric_names: Sequence[str], eval_train: bool) -> tuple[str, ...]:
@@ -94,23 +105,24 @@ def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callba
         callbacks.epoch_start(epoch)
         started = time.perf_counter()
         row = {"epoch": epoch, "lr": loop.lr}
-        row["train_loss"] = train_epoch(loop, dataset.train, callbacks.step_end)
+        row["train_loss"] = train_epoch(loop, dataset.train, callbacks)
         if not math.isfinite(row["train_loss"]):
             raise Diverged(epoch, row["train_loss"])
         trained = time.perf_counter()
-        row.update({f"test_{k}": v for k, v in evaluate(loop.network, dataset.test, loop.metrics, loop.world).items()})
+        network = loop.evaluated() if loop.evaluated is not None else loop.network
+        row.update({f"test_{k}": v for k, v in evaluate(network, dataset.test, loop.metrics, loop.world).items()})
         if eval_train:
-            row.update({f"train_eval_{k}": v for k, v in evaluate(loop.network, dataset.train, loop.metrics, loop.world).items()})
+            row.update({f"train_eval_{k}": v for k, v in evaluate(network, dataset.train, loop.metrics, loop.world).items()})
         now = time.perf_counter()
         row["eval_seconds"] = round(now - trained, 4)
         row["seconds"] = round(now - started, 4)
-        if loop.scheduler is not None and not loop.per_batch:
-            loop.scheduler.step()
+        for scheduler in loop.epoch_schedulers:
+            scheduler.step()
         if callbacks.epoch_end(row):
             break
 
 
-def train_epoch(loop: Loop, split: Split, step_end: Callable[[torch.Tensor], None] | None = None) -> float:
+def train_epoch(loop: Loop, split: Split, callbacks: Callbacks = Callbacks()) -> float:
     """One pass over the shuffled split in full global mini-batches, this process's share of each; returns the mean training loss."""
     loop.network.train()
     generator = loop.generator
@@ -119,28 +131,46 @@ def train_epoch(loop: Loop, split: Split, step_end: Callable[[torch.Tensor], Non
     total = torch.zeros((), device=split.labels.device)
     batches = len(split) // loop.batch_size
     start, stop = loop.world.share(loop.batch_size)
+    tick = max(batches // PROGRESS_TICKS, 1) if callbacks.progress is not None else 0
     for batch in range(batches):
         index = order[batch * loop.batch_size + start : batch * loop.batch_size + stop]
-        loss = step(loop, split.images.index_select(0, index), split.labels.index_select(0, index))
+        loss = step(loop, split.images.index_select(0, index), split.labels.index_select(0, index), callbacks.before_step)
         total += loss
-        if step_end is not None:
-            step_end(loss)
+        if callbacks.step_end is not None:
+            callbacks.step_end(loss)
+        if tick and (batch + 1) % tick == 0:
+            callbacks.progress(batch + 1)
     return loop.world.mean(total).item() / batches
 
 
-def step(loop: Loop, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """One optimisation step on one mini-batch (this process's share); returns its loss, detached, without a host sync."""
+def step(loop: Loop, images: torch.Tensor, labels: torch.Tensor,
+         before_step: Callable[[], None] | None = None) -> torch.Tensor:
+    """One optimisation step on one mini-batch (this process's share); returns its loss, detached, without a host sync.
+
+    With a closure-based optimizer the closure re-evaluates this mini-batch (same transforms, penalties),
+    and the loss returned is the one the optimizer saw first: that of the weights before the step.
+    """
     for transform in loop.transforms:
         images, labels = transform(images, labels, loop.transform_generator)
-    logits = loop.trained(images)
-    loss = F.cross_entropy(logits, labels)
-    for penalty in loop.penalties:
-        loss = loss + penalty(loop.network, logits, labels)
-    loop.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    loop.optimizer.step()
-    if loop.per_batch:
-        loop.scheduler.step()
+
+    def gradients() -> torch.Tensor:
+        logits = loop.trained(images)
+        loss = loop.loss(logits, labels)
+        for penalty in loop.penalties:
+            loss = loss + penalty(loop.network, logits, labels)
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if before_step is not None:
+            before_step()
+        return loss
+
+    if loop.closure:
+        loss = loop.optimizer.step(gradients)
+    else:
+        loss = gradients()
+        loop.optimizer.step()
+    for scheduler in loop.batch_schedulers:
+        scheduler.step()
     return loss.detach()
 
 

@@ -6,6 +6,7 @@ from attrs.validators import gt, le
 from torch import nn
 
 from mnist_trainer import Norm, hookimpl, number, option, options_hook
+from mnist_trainer.syncbn import sync_batch_norm
 
 
 @attrs.frozen
@@ -25,4 +26,5 @@ def mnist_trainer_norm(options):
         lambda width: nn.BatchNorm1d(width, eps=options.eps, momentum=options.momentum),
         lambda channels: nn.BatchNorm2d(channels, eps=options.eps, momentum=options.momentum),
         min_batch=2,
+        sync=sync_batch_norm,
     )

@@ -52,4 +52,4 @@ def mnist_trainer_model(options):
     blocks = ", ".join(str(width) for width in channels)
     summary = (f"CNN, {len(channels)} blocks: Conv2d 3x3 ({blocks} channels) -> {{norm}} -> {{activation}} -> MaxPool2d 2x2; "
                f"then {{dropout}} -> Linear({features}, {CLASSES})")
-    return Model(summary, build, uses=("activation", "norm2d", "dropout"), kind="cnn")
+    return Model(summary, build, uses=("activation", "norm2d", "dropout"), kind="cnn", layout="channels_last")

@@ -115,4 +115,4 @@ def mnist_trainer_init(options):
         context.report("rbm-pretrain", seconds=round(time.perf_counter() - started, 3))
 
     return Initializer(f"RBM pre-training, CD-{options.k}, {options.epochs} epochs per layer, lr {options.lr}", apply,
-                       model="mlp")
+                       model="mlp", conflicts=("norm",))  # the hidden biases it trains are dropped before a norm

@@ -6,15 +6,11 @@ files go in the run folder itself, so ``tensorboard --logdir runs`` lists every 
 every arm of a comparison, by its folder's name (its plugin set).
 """
 
-import weakref
 from pathlib import Path
 
 import attrs
 
-from mnist_trainer import UserError, hookimpl, option, options_hook
-
-NAME = "tensorboard"
-_writers: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # a writer per run: an open file, not stash data
+from mnist_trainer import hookimpl, option, options_hook, state_hook
 
 
 @attrs.frozen
@@ -22,7 +18,21 @@ class TensorboardOptions:
     logdir: str = option("", converter=str, help="a folder for the event files; empty: the run folder")
 
 
+class Writer:
+    """The run's event-file writer: an open file, so nothing for a checkpoint (a resumed run opens it again)."""
+
+    def __init__(self):
+        self.writer = None
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
 mnist_trainer_options = options_hook(TensorboardOptions)
+mnist_trainer_state = state_hook(Writer)
 
 
 @hookimpl
@@ -30,15 +40,13 @@ def mnist_trainer_run_start(run):
     from torch.utils.tensorboard import SummaryWriter
 
     logdir = run.settings.options(TensorboardOptions).logdir or run.folder
-    if not logdir:
-        raise UserError(f"-o {NAME}.logdir=DIR is needed for a run that has no folder")
-    writer = _writers[run] = SummaryWriter(log_dir=str(Path(logdir)))
+    writer = run.state(Writer).writer = SummaryWriter(log_dir=str(Path(logdir)))
     writer.add_text("pipeline", "  \n".join(f"**{stage}** {text}" for stage, text in run.pipeline))
 
 
 @hookimpl(trylast=True)  # after the plugins that add columns to the row (grad-stats)
 def mnist_trainer_epoch_end(run):
-    writer = _writers[run]
+    writer = run.state(Writer).writer
     for key, value in run.row.items():
         if key != "epoch" and isinstance(value, (int, float)) and not isinstance(value, bool):
             writer.add_scalar(key, value, run.epoch)
@@ -47,6 +55,7 @@ def mnist_trainer_epoch_end(run):
 
 @hookimpl
 def mnist_trainer_run_end(run):
-    writer = _writers.pop(run, None)
-    if writer is not None:
-        writer.close()
+    state = run.state(Writer)
+    if state.writer is not None:
+        state.writer.close()
+        state.writer = None

@@ -27,5 +27,5 @@ def mnist_trainer_schedule(settings, options):
         steps = epochs if options.per == "epoch" else steps_per_epoch * epochs
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=options.eta_min)
 
-    summary = f"cosine from lr={settings.lr} to eta_min={options.eta_min} over {settings.epochs} epochs, per {options.per}"
+    summary = f"cosine to eta_min={options.eta_min} over {settings.epochs} epochs, per {options.per}"
     return Schedule(summary, build, per=options.per)

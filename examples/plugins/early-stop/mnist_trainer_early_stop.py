@@ -1,17 +1,18 @@
 """Early stopping: end the run once a metric stops improving, and keep the best epoch's weights.
 
 Training past the best epoch only overfits; this watches one column of the epoch row,
-stops the run after `patience` epochs without improvement, and at the end puts the
-best epoch's weights back into the network, so the saved model.pt is that epoch's.
-It is a run-event plugin: it changes no stage of the pipeline.
+stops the run after `patience` epochs without improvement, and at the end keeps the best
+epoch's weights (``run.keep``), so the saved model.pt is that epoch's. It is a run-event
+plugin: it changes no stage of the pipeline. The best epoch so far is its per-run state,
+so a resumed run remembers it.
 """
 
 import attrs
 from attrs.validators import ge
 
-from mnist_trainer import UserError, choice, hookimpl, number, option, options_hook
+from mnist_trainer import PluginState, UserError, choice, hookimpl, number, option, options_hook, state_hook
 
-NAME = "early-stop"  # the entry-point name, and this plugin's key in run.stash
+NAME = "early-stop"
 BOOKKEEPING = ("epoch", "lr", "eval_seconds", "seconds")  # columns of the row that are not metrics
 
 
@@ -24,7 +25,17 @@ class EarlyStopOptions:
                        help="auto, min or max (auto: min when the metric's name contains 'loss', else max)")
 
 
+@attrs.define
+class Best(PluginState):
+    """The best epoch so far: its number, its value of the metric, and the weights evaluated then."""
+
+    epoch: int | None = None
+    value: float | None = None
+    weights: dict | None = None
+
+
 mnist_trainer_options = options_hook(EarlyStopOptions)
+mnist_trainer_state = state_hook(Best)
 
 
 def improves(value: float, best: float, options: EarlyStopOptions) -> bool:
@@ -44,21 +55,19 @@ def mnist_trainer_run_start(run):
 
 @hookimpl
 def mnist_trainer_epoch_end(run):
-    options = run.settings.options(EarlyStopOptions)
-    value, best = run.row[options.metric], run.stash.get(NAME)
-    if best is None or improves(value, best["value"], options):
-        # the best epoch so far, as plain data: run.stash is checkpointed, so a resumed run remembers it
-        weights = {key: tensor.clone() for key, tensor in run.network.state_dict().items()}
-        run.stash[NAME] = {"epoch": run.epoch, "value": value, "weights": weights}
-    elif run.epoch - best["epoch"] >= options.patience and run.epoch < run.settings.epochs:  # the last epoch ends it anyway
-        run.stop(f"stopped early at epoch {run.epoch}, best epoch {best['epoch']}")
+    options, best = run.settings.options(EarlyStopOptions), run.state(Best)
+    value = run.row[options.metric]
+    if best.epoch is None or improves(value, best.value, options):
+        best.epoch, best.value = run.epoch, value
+        best.weights = {key: tensor.clone() for key, tensor in run.weights().items()}
+    elif run.epoch - best.epoch >= options.patience and run.epoch < run.settings.epochs:  # the last epoch ends it anyway
+        run.stop(f"stopped early at epoch {run.epoch}, best epoch {best.epoch}")
 
 
 @hookimpl
 def mnist_trainer_run_end(run):
-    best = run.stash.get(NAME)
-    if best is None or run.status not in ("completed", "stopped"):
+    best = run.state(Best)
+    if best.epoch is None or run.status not in ("completed", "stopped"):
         return
-    run.network.load_state_dict(best["weights"])
-    run.weights_epoch = best["epoch"]
-    run.report(NAME, best_epoch=best["epoch"], **{run.settings.options(EarlyStopOptions).metric: best["value"]})
+    run.keep(best.epoch, best.weights)
+    run.report(NAME, best_epoch=best.epoch, **{run.settings.options(EarlyStopOptions).metric: best.value})

@@ -1,15 +1,14 @@
-"""Label smoothing as a loss-aware penalty: the trained loss becomes ``F.cross_entropy(..., label_smoothing=eps)``.
+"""Label smoothing in the loss stage: the training loss is ``F.cross_entropy(..., label_smoothing=eps)``.
 
-The core's loss is the plain cross-entropy plus every penalty. Smoothed cross-entropy is
-(1 - eps) * CE + eps * mean over classes of -log_softmax(logits), so the penalty is
-eps * (that mean - CE), averaged over the mini-batch; the sum is the smoothed loss exactly.
+Each target class keeps 1 - eps of the probability and the rest is spread evenly over all
+classes, so the network is not pushed towards infinitely confident logits.
 """
 
 import attrs
 import torch.nn.functional as F
 from attrs.validators import ge, lt
 
-from mnist_trainer import Regularizer, hookimpl, number, option, options_hook
+from mnist_trainer import Loss, hookimpl, number, option, options_hook
 
 
 @attrs.frozen
@@ -20,17 +19,8 @@ class LabelSmoothingOptions:
 mnist_trainer_options = options_hook(LabelSmoothingOptions)
 
 
-def smoothing_penalty(logits, labels, eps):
-    """What turns ``F.cross_entropy(logits, labels)`` into ``F.cross_entropy(logits, labels, label_smoothing=eps)``."""
-    log_probabilities = F.log_softmax(logits, dim=1)
-    uniform = -log_probabilities.mean()  # the batch mean of each row's mean over classes
-    return eps * (uniform - F.nll_loss(log_probabilities, labels))
-
-
 @hookimpl
-def mnist_trainer_regularizer(options):
+def mnist_trainer_loss(options):
     eps = options.eps
-    return Regularizer(
-        f"label smoothing eps={eps} (loss = cross_entropy with label_smoothing={eps})",
-        penalty=lambda network, logits, labels: smoothing_penalty(logits, labels, eps),
-    )
+    return Loss(f"cross-entropy with label smoothing eps={eps}",
+                lambda logits, labels: F.cross_entropy(logits, labels, label_smoothing=eps))

@@ -27,11 +27,10 @@ mnist_trainer_options = options_hook(SgdOptions)
 
 
 @hookimpl
-def mnist_trainer_optimizer(settings, options):
-    def build(parameters):
-        return torch.optim.SGD(parameters, lr=settings.lr, momentum=options.momentum,
+def mnist_trainer_optimizer(options):
+    def build(parameters, lr):
+        return torch.optim.SGD(parameters, lr=lr, momentum=options.momentum,
                                nesterov=options.nesterov, weight_decay=options.weight_decay)
 
-    summary = (f"SGD(lr={settings.lr}, momentum={options.momentum}, nesterov={options.nesterov}, "
-               f"weight_decay={options.weight_decay})")
-    return Optimizer(summary, build)
+    summary = f"SGD(momentum={options.momentum}, nesterov={options.nesterov}, weight_decay={options.weight_decay})"
+    return Optimizer(summary, build, lr=0.01)

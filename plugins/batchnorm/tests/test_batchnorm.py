@@ -6,7 +6,7 @@ from torch import nn
 
 import mnist_trainer_batchnorm as batchnorm
 from mnist_trainer import UserError, testing
-from mnist_trainer.settings import build_options
+from mnist_trainer.testing import build_options
 
 
 def built(**options):
@@ -47,3 +47,7 @@ def test_in_evaluation_a_sample_scores_the_same_alone_or_in_any_batch():
 def test_bad_options(values, words):
     with pytest.raises(UserError, match=words):
         build_options("batchnorm", batchnorm.BatchNormOptions, values)
+
+
+def test_it_keeps_the_plugin_contract():
+    assert "resumes bitwise" in [check.property for check in testing.check_plugin(batchnorm)]

@@ -6,7 +6,7 @@ from torch import nn
 
 import mnist_trainer_cnn as cnn
 from mnist_trainer import Activation, Norm, Regularizer, UserError, hookimpl, testing
-from mnist_trainer.settings import build_options
+from mnist_trainer.testing import build_options
 
 
 class Slots:
@@ -83,3 +83,7 @@ def test_it_learns():
     run = testing.fit(manager(Slots()), testing.settings(cnn.CnnOptions(channels="8,16"), epochs=3))
     losses = [row["train_loss"] for row in run.history]
     assert losses[-1] < 0.5 * losses[0] and run.history[-1]["test_accuracy"] > 0.9
+
+
+def test_it_keeps_the_plugin_contract():
+    assert "resumes bitwise" in [check.property for check in testing.check_plugin(cnn)]

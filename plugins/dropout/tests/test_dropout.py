@@ -5,7 +5,7 @@ import torch
 
 import mnist_trainer_dropout as dropout
 from mnist_trainer import UserError, testing
-from mnist_trainer.settings import build_options
+from mnist_trainer.testing import build_options
 
 
 def built(p=0.3, hidden=(64, 64, 64)):
@@ -43,3 +43,7 @@ def test_default_is_the_course_labs_rate():
 def test_p_must_be_a_probability_below_one(value):
     with pytest.raises(UserError, match=f"dropout.p={value}"):
         build_options("dropout", dropout.DropoutOptions, {"p": value})
+
+
+def test_it_keeps_the_plugin_contract():
+    assert "resumes bitwise" in [check.property for check in testing.check_plugin(dropout)]

@@ -78,3 +78,7 @@ def test_matches_torch_kaiming_for_the_same_random_state():
     reference = torch.empty_like(weight)
     nn.init.kaiming_normal_(reference, a=0.1, mode="fan_in", nonlinearity="leaky_relu")
     assert reference.std().item() == pytest.approx(weight.std().item(), rel=0.02)
+
+
+def test_it_keeps_the_plugin_contract():
+    assert "resumes bitwise" in [check.property for check in testing.check_plugin(he)]

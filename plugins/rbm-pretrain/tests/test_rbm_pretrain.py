@@ -5,7 +5,7 @@ import torch
 
 import mnist_trainer_rbm_pretrain as rbm_pretrain
 from mnist_trainer import InitContext, UserError, testing
-from mnist_trainer.settings import build_options
+from mnist_trainer.testing import build_options
 from mnist_trainer.weights import layers
 
 FAST = rbm_pretrain.RbmOptions(epochs=6, batch_size=20)
@@ -71,3 +71,7 @@ def test_images_outside_the_unit_interval_are_refused():
 def test_bad_options(values):
     with pytest.raises(UserError, match=f"rbm-pretrain.{next(iter(values))}"):
         build_options("rbm-pretrain", rbm_pretrain.RbmOptions, values)
+
+
+def test_it_keeps_the_plugin_contract():
+    assert "resumes bitwise" in [check.property for check in testing.check_plugin(rbm_pretrain, options={"epochs": "1"})]

@@ -6,7 +6,7 @@ from torch import nn
 
 import mnist_trainer_relu as relu
 from mnist_trainer import UserError, testing
-from mnist_trainer.settings import build_options
+from mnist_trainer.testing import build_options
 
 
 def test_every_hidden_block_uses_relu():
@@ -35,3 +35,7 @@ def test_a_relu_network_learns_separable_data():
     manager = testing.plugin_manager(relu)
     network, losses = testing.train_steps(manager, testing.settings(batch_size=50), steps=100)
     assert losses[0] > 2.0 and losses[-1] < 0.6
+
+
+def test_it_keeps_the_plugin_contract():
+    assert "resumes bitwise" in [check.property for check in testing.check_plugin(relu)]

@@ -4,11 +4,15 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import mnist_trainer_tensorboard as tensorboard
-from mnist_trainer import UserError, hookimpl, testing
+from mnist_trainer import hookimpl, testing
 
 
 class AddsAColumn:
     """Stands in for grad-stats: a plugin adding a column to the epoch row."""
+
+    @hookimpl
+    def mnist_trainer_columns(self, run):
+        return ("grad_rms_1",)
 
     @hookimpl
     def mnist_trainer_epoch_end(self, run):
@@ -33,6 +37,10 @@ def test_every_epochs_metrics_are_scalars_at_their_epoch(mnist_manager, mnist_se
     assert reader.Tags()["tensors"] == ["pipeline/text_summary"]  # the pipeline, as text
 
 
-def test_a_run_without_a_folder_needs_a_logdir(mnist_manager, mnist_settings, mnist_data):
-    with pytest.raises(UserError, match="-o tensorboard.logdir=DIR is needed"):
-        testing.fit(mnist_manager(tensorboard), mnist_settings(), mnist_data)
+def test_by_default_the_event_files_go_in_the_run_folder(mnist_manager, mnist_settings, mnist_data, tmp_path):
+    testing.fit(mnist_manager(tensorboard), mnist_settings(epochs=2), mnist_data, out=tmp_path / "run")
+    assert [s.step for s in events(tmp_path / "run").Scalars("test_accuracy")] == [1, 2]
+
+
+def test_it_keeps_the_plugin_contract():
+    assert "resumes bitwise" in [check.property for check in testing.check_plugin(tensorboard)]

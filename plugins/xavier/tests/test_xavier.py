@@ -7,7 +7,7 @@ import torch
 
 import mnist_trainer_xavier as xavier
 from mnist_trainer import UserError, testing
-from mnist_trainer.settings import build_options
+from mnist_trainer.testing import build_options
 from mnist_trainer.weights import layers
 
 HIDDEN = (512, 128)  # weights 784x512, 512x128 and 128x10
@@ -80,3 +80,7 @@ def test_gain_can_name_the_active_activation():
 def test_bad_options(values, words):
     with pytest.raises(UserError, match=words):
         build_options("xavier", xavier.XavierOptions, values)
+
+
+def test_it_keeps_the_plugin_contract():
+    assert "resumes bitwise" in [check.property for check in testing.check_plugin(xavier)]

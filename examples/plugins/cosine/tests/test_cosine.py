@@ -14,8 +14,8 @@ class StandInSgd:
     """An optimizer plugin of this test's own, so that cosine is shown to anneal more than the core's Adam."""
 
     @hookimpl
-    def mnist_trainer_optimizer(self, settings):
-        return Optimizer(f"SGD, lr={settings.lr}", lambda parameters: torch.optim.SGD(parameters, lr=settings.lr))
+    def mnist_trainer_optimizer(self):
+        return Optimizer("SGD", lambda parameters, lr: torch.optim.SGD(parameters, lr=lr), lr=0.1)
 
 
 class LrAfterEachStep:
@@ -64,9 +64,34 @@ def test_per_batch_moves_the_rate_after_every_step(mnist_manager, mnist_settings
 def test_the_pipeline_names_it(mnist_manager, mnist_settings):
     options = cosine.CosineOptions(eta_min=0.0001, per="batch")
     pipeline = testing.compose(mnist_manager(cosine), mnist_settings(options, epochs=4, lr=0.02))
-    assert pipeline.schedule[0] == "cosine" and pipeline.schedule[1].per == "batch"
+    [(name, schedule)] = pipeline.schedules
+    assert name == "cosine" and schedule.per == "batch"
     assert dict(pipeline.describe())["optimizer"] == (
-        "Adam, lr=0.02 [core default]; cosine from lr=0.02 to eta_min=0.0001 over 4 epochs, per batch [cosine]")
+        "Adam (fused) [core default], lr=0.02 (--lr); cosine to eta_min=0.0001 over 4 epochs, per batch [cosine]")
+
+
+class WarmUp:
+    """A warm-up schedule of this test's own: the rate rises linearly over the first two epochs (torch's LinearLR)."""
+
+    @hookimpl
+    def mnist_trainer_schedule(self):
+        from mnist_trainer import Schedule
+
+        return Schedule("warm-up over 2 epochs", lambda optimizer, steps, epochs: torch.optim.lr_scheduler.LinearLR(
+            optimizer, start_factor=0.25, total_iters=2))
+
+
+def test_it_chains_after_a_warm_up_and_the_rate_used_is_recorded(mnist_manager, mnist_settings, mnist_data):
+    epochs, lr = 6, 0.01
+    run = testing.fit(mnist_manager(cosine, warm=WarmUp()), mnist_settings(epochs=epochs, lr=lr, hidden=(16,)), mnist_data)
+    warm = [min(1.0, 0.25 + 0.75 * epoch / 2) for epoch in range(epochs)]
+    # chained as torch's ChainedScheduler chains them: each epoch's rate is the cosine rate times the warm-up factor
+    expected = [annealed(lr, 0.0, epoch / epochs) * factor for epoch, factor in enumerate(warm)]
+    assert [row["lr"] for row in run.history] == pytest.approx(expected, rel=1e-6)
+
+
+def test_it_keeps_the_plugin_contract():
+    assert "resumes bitwise" in [check.property for check in testing.check_plugin(cosine)]
 
 
 def test_options_arrive_as_strings():

@@ -41,10 +41,16 @@ def test_a_run_that_stops_improving_stops_at_best_epoch_plus_patience(mnist_mana
     assert reports.lines == [("early-stop", {"best_epoch": 2, "test_loss": losses[1]})]
 
 
-def test_the_network_left_holds_the_best_epochs_weights(mnist_manager, mnist_settings, mnist_data):
-    run = fit(mnist_manager, mnist_settings, mnist_data, DIVERGING, patience=2)
+def test_the_saved_model_holds_the_best_epochs_weights(mnist_manager, mnist_settings, mnist_data, tmp_path):
+    import torch
+
+    settings = mnist_settings(early_stop.EarlyStopOptions(patience=2), epochs=10, lr=DIVERGING, hidden=HIDDEN)
+    run = testing.fit(mnist_manager(early_stop), settings, mnist_data, out=tmp_path / "run")
     best, last = run.history[1], run.history[-1]
     assert (best["test_loss"], best["test_accuracy"]) != (last["test_loss"], last["test_accuracy"])
+    model = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+    assert model["epoch"] == 2
+    run.network.load_state_dict(model["state_dict"])
     metrics = testing.evaluate(mnist_manager(early_stop), run.network, mnist_data.test)
     assert metrics == {"loss": best["test_loss"], "accuracy": best["test_accuracy"]}
 
@@ -92,7 +98,7 @@ def test_an_unknown_metric_names_the_available_ones(mnist_manager, mnist_setting
 
 def test_patience_running_out_at_the_last_epoch_is_a_completed_run(mnist_manager, mnist_settings, mnist_data):
     run = fit(mnist_manager, mnist_settings, mnist_data, DIVERGING, epochs=4, patience=2)  # best epoch 2, then 2 worse
-    assert (run.status, len(run.history), run.weights_epoch) == ("completed", 4, 2)
+    assert (run.status, len(run.history), run.kept[0]) == ("completed", 4, 2)
 
 
 @pytest.mark.parametrize("field, value", [("patience", "0"), ("patience", "1.5"), ("min_delta", "-0.1"), ("mode", "median")])
@@ -107,3 +113,8 @@ def test_runs_on_one_manager_share_no_state(mnist_manager, mnist_settings, mnist
     second = testing.fit(manager, mnist_settings(epochs=10, lr=DIVERGING, hidden=HIDDEN), mnist_data)
     assert first.status == "completed" and min(row["test_loss"] for row in second.history) > first.history[-1]["test_loss"]
     assert second.reason == "stopped early at epoch 5, best epoch 2"  # its own best, not the first run's
+
+
+def test_it_keeps_the_plugin_contract():
+    checked = testing.check_plugin(early_stop)
+    assert [check.detail for check in checked if check.property == "state on the run's device"] != ["0 state tensors on cpu"]

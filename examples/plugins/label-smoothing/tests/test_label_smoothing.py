@@ -12,51 +12,34 @@ from mnist_trainer import testing
 EPS = [0.0, 0.05, 0.1, 0.5, 0.9]
 
 
-def penalty_of(manager, settings):
-    """The penalty as the core composes it (guarded, named)."""
-    (name, regularizer), = testing.compose(manager, settings).regularizers
-    assert name == "label-smoothing" and regularizer.transform is None and regularizer.dropout is None
-    return regularizer.penalty
-
-
-def assert_smoothed(total, logits, labels, eps):
-    expected = F.cross_entropy(logits, labels, label_smoothing=eps)
-    assert total.dim() == 0
-    assert total.item() == pytest.approx(expected.item(), abs=1e-6, rel=1e-6)
+def loss_of(manager, settings):
+    """The loss as the core composes it (guarded, named)."""
+    name, loss = testing.compose(manager, settings).loss
+    assert name == "label-smoothing"
+    return loss.compute
 
 
 @pytest.mark.parametrize("eps", EPS)
-@pytest.mark.parametrize("rows, classes, scale", [(1, 10, 1.0), (100, 10, 3.0), (7, 2, 10.0), (64, 100, 0.1)])
-def test_cross_entropy_plus_penalty_is_the_smoothed_cross_entropy(rows, classes, scale, eps):
-    generator = torch.Generator().manual_seed(rows * classes)
-    logits = scale * torch.randn(rows, classes, generator=generator)
-    labels = torch.randint(0, classes, (rows,), generator=generator)
-    total = F.cross_entropy(logits, labels) + label_smoothing.smoothing_penalty(logits, labels, eps)
-    assert_smoothed(total, logits, labels, eps)
-
-
-@pytest.mark.parametrize("eps", EPS)
-def test_the_composed_penalty_on_a_trained_networks_logits(mnist_manager, mnist_settings, mnist_data, eps):
+def test_the_composed_loss_is_the_smoothed_cross_entropy(mnist_manager, mnist_settings, mnist_data, eps):
     manager = mnist_manager(label_smoothing)
     settings = mnist_settings(label_smoothing.LabelSmoothingOptions(eps=eps))
     network, _ = testing.train_steps(manager, settings, 20, mnist_data)
-    network.eval()
     with torch.no_grad():
-        logits = network(mnist_data.test.images)
+        logits = network.eval()(mnist_data.test.images)
     labels = mnist_data.test.labels
-    penalty = penalty_of(manager, settings)(network, logits, labels)
-    assert_smoothed(F.cross_entropy(logits, labels) + penalty, logits, labels, eps)
-    assert (penalty.item() == 0.0) == (eps == 0.0)
+    loss = loss_of(manager, settings)(logits, labels)
+    assert loss.dim() == 0
+    assert loss.item() == pytest.approx(F.cross_entropy(logits, labels, label_smoothing=eps).item(), rel=1e-6)
+    assert (loss.item() == pytest.approx(F.cross_entropy(logits, labels).item())) == (eps == 0.0)
 
 
-def test_gradients_are_those_of_the_smoothed_loss(mnist_manager, mnist_settings):
-    logits = torch.randn(50, 10, generator=torch.Generator().manual_seed(3), requires_grad=True)
-    labels = torch.arange(50) % 10
-    manager, settings = mnist_manager(label_smoothing), mnist_settings()  # eps=0.1
-    penalty = penalty_of(manager, settings)(testing.build(manager, settings), logits, labels)
-    (ours,) = torch.autograd.grad(F.cross_entropy(logits, labels) + penalty, logits)
-    (theirs,) = torch.autograd.grad(F.cross_entropy(logits, labels, label_smoothing=0.1), logits)
-    torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-7)
+def test_it_takes_class_probabilities_too(mnist_manager, mnist_settings):
+    """A transform (mixup) may hand the loss soft labels: smoothing then mixes them with the uniform distribution."""
+    logits = torch.randn(8, 10, generator=torch.Generator().manual_seed(3))
+    soft = torch.softmax(torch.randn(8, 10, generator=torch.Generator().manual_seed(4)), dim=1)
+    loss = loss_of(mnist_manager(label_smoothing), mnist_settings())(logits, soft)  # eps=0.1
+    expected = -(((1 - 0.1) * soft + 0.1 / 10) * F.log_softmax(logits, dim=1)).sum(1).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_training_with_it_gives_finite_losses_that_fall(mnist_manager, mnist_settings, mnist_data):
@@ -71,3 +54,7 @@ def test_options_are_checked():
         with pytest.raises(ValueError):
             label_smoothing.LabelSmoothingOptions(eps=bad)
     assert label_smoothing.LabelSmoothingOptions(eps="0").eps == 0.0
+
+
+def test_it_keeps_the_plugin_contract():
+    assert "resumes bitwise" in [check.property for check in testing.check_plugin(label_smoothing)]

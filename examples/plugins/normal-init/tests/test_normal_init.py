@@ -26,3 +26,7 @@ def test_biases_keep_pytorchs_initialisation(mnist_manager, mnist_settings):
 def test_it_is_the_init_stage_of_the_pipeline(mnist_manager, mnist_settings):
     name, initializer = testing.compose(mnist_manager(normal_init), mnist_settings()).init
     assert name == "normal-init" and "std=1.0" in initializer.summary
+
+
+def test_it_keeps_the_plugin_contract():
+    assert "resumes bitwise" in [check.property for check in testing.check_plugin(normal_init)]

@@ -15,7 +15,7 @@ from mnist_trainer.testing import build_options
 ])
 def test_builds_torch_sgd_at_the_runs_lr_with_the_options(mnist_manager, mnist_settings, options, expected):
     optimizer = testing.compose(mnist_manager(sgd), mnist_settings(options, lr=0.05)).optimizer[1].build(
-        torch.nn.Linear(3, 2).parameters())
+        torch.nn.Linear(3, 2).parameters(), 0.05)
     assert type(optimizer) is torch.optim.SGD
     group = optimizer.param_groups[0]
     assert group["lr"] == 0.05
@@ -33,7 +33,7 @@ def test_training_with_it_lowers_the_loss(mnist_manager, mnist_settings, mnist_d
 def test_the_pipeline_names_it(mnist_manager, mnist_settings):
     options = sgd.SgdOptions(momentum=0.8, nesterov=True)
     lines = dict(testing.compose(mnist_manager(sgd), mnist_settings(options, lr=0.03)).describe())
-    assert lines["optimizer"].startswith("SGD(lr=0.03, momentum=0.8, nesterov=True, weight_decay=0.0) [sgd]")
+    assert lines["optimizer"].startswith("SGD(momentum=0.8, nesterov=True, weight_decay=0.0) [sgd], lr=0.03 (--lr)")
 
 
 def test_options_arrive_as_strings():
@@ -53,3 +53,7 @@ def test_nesterov_without_momentum_is_refused():
 def test_bad_values_are_refused(key, value):
     with pytest.raises(UserError, match=f"invalid value for -o sgd.{key}={value}"):
         build_options("sgd", sgd.SgdOptions, {key: value})
+
+
+def test_it_keeps_the_plugin_contract():
+    assert "resumes bitwise" in [check.property for check in testing.check_plugin(sgd)]

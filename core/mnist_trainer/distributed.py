@@ -2,9 +2,10 @@
 
 Under torchrun every process draws the same seeded permutation and takes its own share of
 each global mini-batch; `DistributedDataParallel` averages the gradients and batch norm uses
-the statistics of the global batch, so the mathematics stays that of one process. Rank 0
-alone prints and records. Every collective has a timeout, and a rank that fails leaves its
-reason in the rendezvous store, so the others name it instead of hanging or guessing.
+the statistics of the global batch (see `syncbn`), so the mathematics stays that of one
+process. Rank 0 alone prints and records. Every collective has a timeout, and a rank that
+fails leaves its reason in the rendezvous store, so the others name it instead of hanging
+or guessing.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
+import hashlib
 import os
-import platform
 import signal
 import socket
 import time
@@ -23,8 +24,9 @@ import attrs
 import torch
 import torch.distributed as dist
 
+from .devices import describe_device, resolve_device
+from .environment import bounded
 from .errors import UserError, one_line
-from .hookspecs import every_rank, hookimpl
 
 T = TypeVar("T")
 TIMEOUT_ENV = "MNIST_TRAINER_DIST_TIMEOUT"  # seconds any collective may wait for the other processes
@@ -153,50 +155,9 @@ class World:
         return {"size": self.size, "backend": self.backend, "devices": self.everyone(describe_device(self.device))}
 
 
-class StopTogether:
-    """Built-in plugin under torchrun: once every other epoch_end handler has run, the ranks agree whether to stop.
-
-    A stop asked in any process (rank 0's handlers, or an `every_rank` one elsewhere) stops all of
-    them after this epoch, with the first asker's reason. It acts inside the record writer, so the
-    final checkpoint is written for a stop asked on any rank.
-    """
-
-    @hookimpl(wrapper=True)
-    @every_rank
-    def mnist_trainer_epoch_end(self, run):
-        yield
-        asked = [reason for reason in run.world.everyone(run.stop_requested) if reason]
-        run.stop_requested = run.stop_requested or (asked[0] if asked else None)
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device}: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-
-
 def launched() -> bool:
     """Whether this process was started by torchrun (or another launcher that sets torch's environment)."""
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
-
-
-def resolve_device(text: str) -> torch.device:
-    """``auto`` picks CUDA when present; asking for an absent CUDA device is a user error."""
-    if text == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise UserError(f"invalid --device {text!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index not in (None, 0)):
-        raise UserError(f"invalid --device {text!r}: use auto, cpu, cuda or cuda:N")
-    if device.type == "cuda":
-        count = torch.cuda.device_count()
-        if count == 0:
-            raise UserError(f"--device {text} asked for CUDA, but no CUDA device is available; use --device cpu")
-        if device.index is not None and device.index >= count:
-            raise UserError(f"--device {text}: only {count} CUDA device(s) here (cuda:0 to cuda:{count - 1})")
-    return device
 
 
 @contextlib.contextmanager
@@ -307,82 +268,7 @@ def _backend(backend: str, device: torch.device) -> str:
 
 
 def _timeout() -> datetime.timedelta:
-    text = os.environ.get(TIMEOUT_ENV, str(DEFAULT_TIMEOUT))
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1
-    if not seconds > 0:
-        raise UserError(f"{TIMEOUT_ENV}={text!r}: give the seconds a collective may wait, a number above 0")
-    return datetime.timedelta(seconds=seconds)
-
-
-class _SumOverRanks(torch.autograd.Function):
-    """The sum of a tensor over the processes, differentiable: the gradient of a sum is the sum of the gradients."""
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        tensor = tensor.clone()
-        dist.all_reduce(tensor)
-        return tensor
-
-    @staticmethod
-    def backward(ctx, gradient: torch.Tensor) -> torch.Tensor:
-        gradient = gradient.clone()
-        dist.all_reduce(gradient)
-        return gradient
-
-
-class CpuSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
-    """Batch norm over the global batch on the CPU, where torch's `SyncBatchNorm` has no kernels (and DDP refuses it).
-
-    The global batch's sums of x and x² come from one differentiable sum over the processes, in
-    double, then ``x * scale + shift``: the statistics and the form `F.batch_norm` uses on one process.
-    """
-
-    def _check_input_dim(self, input: torch.Tensor) -> None:
-        if input.dim() < 2:
-            raise ValueError(f"expected at least 2-d input (got {input.dim()}-d)")
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
-            return super().forward(input)
-        self._check_input_dim(input)
-        dims, shape = [0, *range(2, input.dim())], [1, -1] + [1] * (input.dim() - 2)
-        wide = input.double()  # in double, as F.batch_norm accumulates on the CPU: one pass loses nothing to cancellation
-        local = wide.new_tensor([input.numel() // input.shape[1]])
-        if int(local) * dist.get_world_size() < 2:
-            raise ValueError("Expected more than 1 value per channel when training, got a global batch of 1")
-        totals = _SumOverRanks.apply(torch.cat([wide.sum(dims), wide.square().sum(dims), local]))  # one collective
-        count = totals[-1]
-        mean, variance = totals[: self.num_features] / count, totals[self.num_features : -1] / count
-        variance = (variance - mean.square()).clamp(min=0)
-        scale = torch.rsqrt(variance + self.eps)
-        if self.affine:
-            scale = scale * self.weight
-        shift = (self.bias if self.affine else 0) - mean * scale
-        output = input * scale.to(input.dtype).view(shape) + shift.to(input.dtype).view(shape)
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.lerp_(mean.to(input.dtype), factor)
-                self.running_var.lerp_((variance * count / (count - 1)).to(input.dtype), factor)
-        return output
-
-
-def synchronise(network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Every batch norm in `network` made to use the global batch's statistics: same parameters, same state_dict.
-
-    torch's own `SyncBatchNorm` on CUDA; `CpuSyncBatchNorm`, swapped in place, on the CPU, for torch's own
-    batch norm classes only (a subclass keeps its forward, and its statistics stay each process's own).
-    """
-    if device.type == "cuda":
-        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
-    for module in network.modules():
-        if type(module) in (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d):
-            module.__class__ = CpuSyncBatchNorm
-    return network
+    return datetime.timedelta(seconds=bounded(TIMEOUT_ENV, DEFAULT_TIMEOUT))
 
 
 def replicate(network: torch.nn.Module, world: World) -> torch.nn.Module:
@@ -391,4 +277,37 @@ def replicate(network: torch.nn.Module, world: World) -> torch.nn.Module:
         return network
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(synchronise(network, world.device), device_ids=[world.device.index] if world.device.type == "cuda" else None)
+    return DistributedDataParallel(network, device_ids=[world.device.index] if world.device.type == "cuda" else None)
+
+
+def follower_seeds(seed: int, rank: int, epoch: int) -> tuple[int, int]:
+    """The seeds a rank above 0 draws dropout masks and transforms from in `epoch`: its own, and the same after a resume."""
+    derived = hashlib.sha256(f"{seed}:{rank}:{epoch}".encode()).digest()
+    return int.from_bytes(derived[:8], "big") >> 1, int.from_bytes(derived[8:16], "big") >> 1
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run ``mnist-run`` with `argv` on `nproc` processes through ``torch.distributed.run`` (torchrun); their exit status.
+
+    Each process prints its own errors; the launcher adds nothing but its exit status, which is
+    the first failed process's (128 + the signal for one killed by a signal). The cores are
+    shared out among the processes (``OMP_NUM_THREADS``), unless set.
+    """
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
+    if launched():
+        raise UserError("--nproc starts torchrun itself; under torchrun, leave --nproc out")
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # each process says what went wrong
+    try:
+        run(get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "mnist_trainer", *argv]))
+    except ChildFailedError as failed:
+        code = failed.get_first_failure()[1].exitcode
+        return code if code > 0 else 128 - code
+    except SignalException as stopped:
+        return 128 + stopped.sigval
+    return 0

@@ -1,33 +1,23 @@
-"""Helpers for testing one plugin alone: no installation, tiny data, the same code paths as a run.
-
-    manager = plugin_manager(mnist_trainer_my_plugin)      # registered as "my-plugin", verified
-    network = build(manager, settings(MyOptions(p=0.5)))
-    run = fit(manager, settings(epochs=3))                # whole epochs, run events and all
-    run.history                                           # the per-epoch rows
-
-`plugin_manager` registers a module ``mnist_trainer_<name>`` under its entry-point name
-``<name>`` and verifies hooks with ``check_pending()`` exactly as ``mnist-run`` does, so a
-misspelled hook fails in a test as in a run. Options given to `settings` are looked up by
-their class, as in a run. The same helpers are pytest fixtures through the ``mnist_trainer``
-pytest plugin (``mnist_manager``, ``mnist_settings``, ``mnist_data``).
-"""
+"""The test kit's helpers: managers, settings, data, and runs made exactly as ``mnist-run`` makes them."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from .hookspecs import hookimpl
-from .registry import make_manager
-from .settings import Settings, build_options
-from .stages import Model
+import attrs
+
+from .. import registry
+from ..hookspecs import hookimpl
+from ..registry import make_manager
+from ..settings import Settings
+from ..stages import Model
 
 plugin_manager = make_manager
 """A fresh, verified plugin manager holding the core defaults plus the given plugins (modules or objects).
 
 Plugins that yours requires are not loaded: register them, or stand-ins, yourself."""
 
-__all__ = ["ConvModel", "build", "build_options", "compose", "epoch_cost", "evaluate", "fit", "plugin_manager",
-           "sample_images", "settings", "tiny_data", "train_steps"]
 
 
 class ConvModel:
@@ -66,7 +56,7 @@ def tiny_data(size: int = 600, device: str = "cpu"):
     splits with `.images` (float rows in [0, 1], 784 columns) and `.labels` (int64)."""
     import torch
 
-    from .data import load_dataset
+    from ..data import load_dataset
 
     return load_dataset(f"synthetic:{size}", None, torch.device(device))
 
@@ -75,14 +65,14 @@ def sample_images(count: int = 1000):
     """The first `count` training digits of the shipped mnist-sample, as float rows in [0, 1] on the CPU."""
     import torch
 
-    from .data import load_dataset
+    from ..data import load_dataset
 
     return load_dataset("mnist-sample", None, torch.device("cpu")).train.images[:count]
 
 
 def compose(manager, run_settings: Settings | None = None):
     """The `Pipeline` that `manager`'s plugins compose: per stage, ``(plugin name, answer)``; ``.describe()``."""
-    from .pipeline import compose as compose_pipeline
+    from ..pipeline import compose as compose_pipeline
 
     return compose_pipeline(manager, run_settings or settings())
 
@@ -96,7 +86,7 @@ def train_steps(manager, run_settings: Settings | None = None, steps: int = 5, d
     """Build, then train `steps` random mini-batches (transforms and penalties apply); returns the network and each loss."""
     import torch
 
-    from .trainer import step
+    from ..trainer import step
 
     run_settings = run_settings or settings()
     pipeline, run, loop = _prepare(manager, run_settings, data)
@@ -109,82 +99,79 @@ def train_steps(manager, run_settings: Settings | None = None, steps: int = 5, d
     return run.network, losses
 
 
-def fit(manager, run_settings: Settings | None = None, data=None, *, listeners: tuple = ()):
-    """Train whole epochs as ``mnist-run`` does, run events included, without writing a record.
+def fit(manager, run_settings: Settings | None = None, data=None, *, listeners: tuple = (), out=None):
+    """Train whole epochs exactly as ``mnist-run`` does: run events, built-ins and record (in `out`, or a temporary
+    folder removed afterwards), so a plugin that passes here passes in a run.
 
     Returns the finished `Run`: ``run.history`` holds the per-epoch rows, ``run.status`` and
-    ``run.reason`` how it ended, ``run.network`` the trained network. `listeners` are plugin
-    objects attached for this run only (e.g. one recording the events it sees).
+    ``run.reason`` how it ended, ``run.network`` the trained network; a plugin's failure is raised,
+    as a run raises it. `listeners` are plugin objects attached for this run only (e.g. one
+    recording the events it sees).
     """
-    from . import runner
-    from .pipeline import compose as compose_pipeline
-    from .run import Run
+    import tempfile
 
-    run_settings = run_settings or settings()
-    pipeline = compose_pipeline(manager, run_settings)
-    run = Run(run_settings, data or _data(run_settings), _device(run_settings), None, pipeline.events)
-    runner.execute(pipeline, run, {f"listener{index}": plugin for index, plugin in enumerate(listeners)})
-    return run
+    with tempfile.TemporaryDirectory(prefix="mnist-trainer-") as temporary:
+        return fit_with(manager, run_settings or settings(), data, listeners, Path(out or Path(temporary) / "run"))
 
 
-def epoch_cost(manager, baseline, run_settings: Settings, data=None, turns: int = 6) -> float:
-    """How much an epoch with `manager`'s plugins costs against one with `baseline`'s: the ratio of their cheapest
-    epochs in CPU seconds on one thread. The runs alternate (ABBA), and each run's first epoch is a warm-up.
+def fit_with(manager, run_settings: Settings, data, listeners: tuple, out: Path):
+    """`fit` into the folder `out`."""
+    from ..distributed import World
+    from ..pipeline import compose as compose_pipeline
+    from ..records import RunFolder
+    from ..run import Run
+    from ..session import Output, conduct, config_of
 
-    CPU seconds on one thread measure the work itself; wall seconds on a busy machine measure its load.
-    """
-    import time
-
-    import torch
-
-    class CpuSeconds:
-        @hookimpl
-        def mnist_trainer_epoch_start(self, run):
-            self.started = time.process_time()
-
-        @hookimpl
-        def mnist_trainer_epoch_end(self, run):
-            run.stash["cpu_seconds"] = run.stash.get("cpu_seconds", []) + [time.process_time() - self.started]
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    names = tuple(name for name, _ in manager.list_name_plugin() if not registry.is_core(name))
+    run_settings = attrs.evolve(run_settings, plugins=names)  # recorded, as a run records what it selected
+    for index, listener in enumerate(listeners):
+        manager.register(listener, name=f"listener{index}")
     try:
-        cheapest = {"plugins": float("inf"), "baseline": float("inf")}
-        for turn in range(turns):
-            for name, chosen in sorted({"plugins": manager, "baseline": baseline}.items(), reverse=turn % 2 == 1):
-                seconds = fit(chosen, run_settings, data, listeners=(CpuSeconds(),)).stash["cpu_seconds"]
-                cheapest[name] = min(cheapest[name], *seconds[1:])
+        pipeline = compose_pipeline(manager, run_settings)
+        world = World(device=_device(run_settings))
+        dataset = data or _data(run_settings)
+        run = Run(run_settings, dataset, world.device, out, world)
+        folder = RunFolder.claim(out)
+        try:
+            config = config_of(run_settings, pipeline, dataset, world)
+            folder.write_config(config)
+            conduct(pipeline, run, config, folder, Output(say=lambda line: None, warn=lambda line: None))
+        finally:
+            folder.close()
+        return run
     finally:
-        torch.set_num_threads(threads)
-    return cheapest["plugins"] / cheapest["baseline"]
+        for listener in listeners:
+            manager.unregister(listener)
 
 
 def evaluate(manager, network, split, run_settings: Settings | None = None) -> dict[str, float]:
     """Every metric `manager`'s plugins compose, on `split` (e.g. ``data.test``), as a run evaluates each epoch."""
-    from .trainer import evaluate as evaluate_split
+    from ..trainer import evaluate as evaluate_split
 
     pipeline = compose(manager, run_settings)
     return evaluate_split(network, split, [(metric.name, metric.compute) for _, metric in pipeline.metrics])
 
 
 def _data(run_settings: Settings):
-    from .data import load_dataset
+    from ..data import load_dataset
 
     return load_dataset(run_settings.dataset, run_settings.data_dir, _device(run_settings))
 
 
 def _device(run_settings: Settings):
-    from .world import resolve_device
+    from ..devices import resolve_device
 
     return resolve_device(run_settings.device)
 
 
 def _prepare(manager, run_settings: Settings | None, data):
-    from . import runner
-    from .pipeline import compose as compose_pipeline
-    from .run import Run
+    from ..build import build as build_loop
+    from ..distributed import World
+    from ..pipeline import compose as compose_pipeline
+    from ..run import Run
 
     run_settings = run_settings or settings()
     pipeline = compose_pipeline(manager, run_settings)
-    run = Run(run_settings, data or _data(run_settings), _device(run_settings), None, pipeline.events)
-    return pipeline, run, runner.build(pipeline, run)
+    world = World(device=_device(run_settings))
+    run = Run(run_settings, data or _data(run_settings), world.device, None, world)
+    return pipeline, run, build_loop(pipeline, run)
