@@ -39,7 +39,7 @@ class Check:
     detail: str
 
 
-def check_plugin(plugin: ModuleType | str, *, options: Mapping[str, str] | None = None,
+def check_plugin(plugin: ModuleType | Any, *, name: str | None = None, options: Mapping[str, str] | None = None,
                  stand_ins: Mapping[str, Any] | None = None, device: str = "cpu",
                  dataset: str = "synthetic:240", batch_size: int = 40) -> list[Check]:
     """Prove what every plugin owes: it loads, its options survive the record and its mistakes are named, it composes
@@ -47,21 +47,23 @@ def check_plugin(plugin: ModuleType | str, *, options: Mapping[str, str] | None 
     trains, a run interrupted after its first epoch and resumed equals the uninterrupted one bitwise (rows and
     weights), ``mnist-eval`` reproduces the recorded test metrics exactly, and its state comes back on the run's device.
 
-    `plugin` is the module (it need not be installed) or an installed plugin's name; `options` are ``-o``
-    values (text) for the runs; `stand_ins` register plugins it requires that are not installed, by name.
+    `plugin` is the module (it need not be installed), a plugin object with its entry-point `name`, or an installed
+    plugin's name; `options` are ``-o`` values (text) for the runs; `stand_ins` register plugins it requires that are
+    not installed, by name.
     Returns what held; raises `PluginCheckFailed` naming the first property that does not.
     """
-    checker = _Checker(plugin, dict(options or {}), dict(stand_ins or {}), device, dataset, batch_size)
+    checker = _Checker(plugin, name, dict(options or {}), dict(stand_ins or {}), device, dataset, batch_size)
     return [checker.loads(), checker.options(), checker.mistakes(), checker.composes(), *checker.runs()]
 
 
 class _Checker:
-    def __init__(self, plugin, options: dict, stand_ins: dict, device: str, dataset: str, batch_size: int):
+    def __init__(self, plugin, name: str | None, options: dict, stand_ins: dict, device: str, dataset: str,
+                 batch_size: int):
         self.plugin, self.raw, self.stand_ins = plugin, options, stand_ins
-        self.name = plugin if isinstance(plugin, str) else registry.plugin_name(plugin)
+        self.name = name or (plugin if isinstance(plugin, str) else registry.plugin_name(plugin))
         if self.name is None:
-            raise PluginCheckFailed(f"check_plugin({plugin!r}): give the plugin's module (mnist_trainer_<name>) or its "
-                                    "entry-point name")
+            raise PluginCheckFailed(f"check_plugin({plugin!r}): give the plugin's module (mnist_trainer_<name>), its "
+                                    "entry-point name, or the plugin object with name=")
         self.fields = dict(device=device, dataset=dataset, batch_size=batch_size, epochs=EPOCHS)
 
     def manager(self, *others: str):
