@@ -34,7 +34,7 @@ def measure(plugins: tuple[str, ...], dataset: str, epochs: int) -> tuple[float,
     from mnist_trainer.session import Output
 
     settings, pipeline = select(list(plugins), [], dataset=dataset, epochs=epochs, device="cpu")
-    data = load_data(settings, torch.device("cpu"), Output(say=print, warn=print))
+    data = load_data(pipeline, settings, torch.device("cpu"), Output(say=print, warn=print))
     run = Run(settings, data, torch.device("cpu"), None, World())
     loop = build(pipeline, run)
     rows = []

@@ -145,7 +145,7 @@ def load(dataset: str):
 
 def torchvision_root(dataset: str) -> str:
     """A folder in torchvision's FashionMNIST layout holding `dataset` as uncompressed IDX files."""
-    from mnist_trainer.data import FILES
+    from mnist_trainer.idx import FILES
 
     root = Path(tempfile.mkdtemp(prefix="epoch-speed-"))
     raw = root / "FashionMNIST" / "raw"

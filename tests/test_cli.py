@@ -22,9 +22,10 @@ def test_run_writes_a_complete_record(run_cli, tmp_path):
     assert "ReLU [relu]" in result.stdout and "Sigmoid" not in result.stdout
     config = json.loads((out / "config.json").read_text())
     assert config["plugins"] == [{"name": "relu", "distribution": "mnist-trainer-relu", "version": "0.1.0", "reason": "selected"}]
-    assert {k: v for k, v in config["dataset"].items() if k != "fingerprint"} == {
-        "name": "synthetic:600", "source": "generated", "train_size": 600, "test_size": 100}
-    assert len(config["dataset"]["fingerprint"]) == 64
+    assert {k: v for k, v in config["dataset"].items() if "fingerprint" not in k} == {
+        "name": "synthetic:600", "source": "generated", "plugin": "core", "version": "0.3.0", "train_size": 600,
+        "test_size": 100, "val": None}
+    assert len(config["dataset"]["fingerprint"]) == len(config["dataset"]["test_fingerprint"]) == 64
     assert config["settings"]["hidden"] == [32, 32] and config["settings"]["options"] == {"relu": {"negative_slope": 0.0}}
     assert config["versions"]["torch"] == torch.__version__ and config["device"]["name"] == "cpu"
     assert config["summary"]["final"]["epoch"] == 2
@@ -201,3 +202,13 @@ def test_a_cnn_run_is_rebuilt_by_mnist_eval_exactly(run_cli, tmp_path):
 
 def test_hidden_with_a_model_plugin_is_one_line(run_cli):
     assert_user_error(run_cli("--plugin", "cnn", "--hidden", "64"), ["--hidden sets the widths of the core's MLP", "plugin 'cnn'"])
+
+
+def test_more_processes_than_cores_asks_to_be_sure_before_starting_any(run_cli, tmp_path):
+    import os
+
+    too_many = str((os.cpu_count() or 1) + 1)
+    assert_user_error(run_cli("--nproc", too_many, *FAST, "--out", tmp_path / "run"),
+                      [f"--nproc {too_many} starts more processes than this machine's", "add --oversubscribe"])
+    assert_user_error(run_cli("--nproc", "999", "--device", "cpu"), ["--nproc 999", "CPU cores"])
+    assert not (tmp_path / "run").exists()

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from mnist_trainer import UserError
-from mnist_trainer.data import FASHION_SYSTEM_DIR, FILES, load_dataset, read_idx, synthetic_split
+from mnist_trainer.data import load_dataset
+from mnist_trainer.datasets import FASHION_SYSTEM_DIR, synthetic_split
+from mnist_trainer.idx import FILES, read_idx
 
 from tests.conftest import T10K, requires_t10k
 
@@ -17,8 +19,8 @@ SAMPLE = Path(__file__).resolve().parents[1] / "core" / "mnist_trainer" / "sampl
 
 def digits(count, seed):
     """Synthetic digits as IDX files hold them: uint8 (N, 28, 28) and labels."""
-    split = synthetic_split(count, seed, CPU)
-    return split.images.mul(255).round().to(torch.uint8).reshape(-1, 28, 28), split.labels
+    images, labels = synthetic_split(count, seed)
+    return images.mul(255).round().to(torch.uint8).reshape(-1, 28, 28), labels
 
 
 def write_idx(path: Path, array: torch.Tensor, compress: bool) -> None:
@@ -65,10 +67,10 @@ def test_test_split_alone_is_enough_for_evaluation(tmp_path):
 
 
 def test_synthetic_pixels_lie_on_the_idx_grid_whatever_the_chunking():
-    whole, chunked = synthetic_split(1000, 0, CPU), synthetic_split(1000, 0, CPU, chunk=333)
-    assert torch.equal(whole.labels, chunked.labels)
-    assert torch.allclose(whole.images, chunked.images, atol=1 / 255 + 1e-6)
-    assert torch.equal(whole.images * 255, (whole.images * 255).round())
+    (whole, labels), (chunked, chunked_labels) = synthetic_split(1000, 0), synthetic_split(1000, 0, chunk=333)
+    assert torch.equal(labels, chunked_labels)
+    assert torch.allclose(whole, chunked, atol=1 / 255 + 1e-6)
+    assert torch.equal(whole * 255, (whole * 255).round())
 
 
 def test_synthetic_is_deterministic_sized_and_balanced():

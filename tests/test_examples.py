@@ -47,7 +47,7 @@ def test_the_five_example_plugins_compose_in_one_run(tmp_path):
     plugins = ["relu", "sgd", "cosine", "shift", "label-smoothing", "early-stop"]
     summary, lines, rows = run_json(*(arg for name in plugins for arg in ("--plugin", name)), "--lr", "0.001",
                                     "--dataset", "mnist-sample", out=tmp_path / "run")
-    pipeline = {line.split()[0]: line for line in lines[:7]}
+    pipeline = {line.split()[0]: line for line in lines[:8]}
     assert "ReLU [relu]" in pipeline["model"]
     assert "[label-smoothing]" in pipeline["loss"] and "[shift]" in pipeline["regularizer"]
     assert "[sgd], lr=0.001 (--lr); cosine" in pipeline["optimizer"] and pipeline["optimizer"].endswith("[cosine]")

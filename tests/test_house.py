@@ -26,7 +26,8 @@ def test_every_function_is_under_50_lines():
     assert not long, long
 
 
-PUBLIC = {"mnist_trainer", "mnist_trainer.weights", "mnist_trainer.syncbn", "mnist_trainer.download", "mnist_trainer.testing"}
+PUBLIC = {"mnist_trainer", "mnist_trainer.weights", "mnist_trainer.syncbn", "mnist_trainer.download", "mnist_trainer.idx",
+          "mnist_trainer.testing"}
 PLUGINS = sorted(path for folder in ("plugins", "examples/plugins") for path in (ROOT / folder).glob("*/mnist_trainer_*.py"))
 
 
@@ -43,7 +44,7 @@ def imported(path: Path) -> set[str]:
 
 def test_plugins_import_only_the_public_api_and_never_each_other():
     """What import-linter checks for the core, checked here for the plugins: it roots only packages, and a plugin is
-    one module. Public: the package itself, weights, syncbn, download and testing."""
+    one module. Public: the package itself, weights, syncbn, download, idx and testing."""
     assert len(PLUGINS) >= 15
     for path in PLUGINS:
         ours = {name for name in imported(path) if name.startswith("mnist_trainer")}

@@ -7,13 +7,14 @@ leaves it for a checkpoint), and builds the optimizer, the schedules and the loo
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, Sequence
 
 import torch
 
 from . import registry, trainer
-from .data import DataNotice, Dataset, load_dataset
+from .data import DataNotice, Dataset, hold_out, materialise
 from .devices import refuse_oversize
 from .distributed import replicate
 from .errors import PluginError, UserError
@@ -38,6 +39,7 @@ def select(plugins: Sequence[str], assignments: Sequence[str] | dict, *, trace: 
     is used instead of loading them from their entry points.
     """
     raw = parse_assignments(assignments) if not isinstance(assignments, dict) else assignments
+    plugins = [*plugins, *_dataset_plugin(fields.get("dataset", "auto"), plugins, manager)]
     if manager is None:
         manager = registry.make_manager()
         if trace or registry.tracing_requested():
@@ -64,35 +66,48 @@ def select(plugins: Sequence[str], assignments: Sequence[str] | dict, *, trace: 
     return settings, compose(manager, settings, reasons)
 
 
-def load_data(settings: Settings, device: torch.device, output, *, train: bool = True) -> Dataset:
-    """The settings' dataset on `device`; a notice about the data actually used (a fallback) goes to `output.warn`."""
+def _dataset_plugin(dataset: str, plugins: Sequence[str], manager) -> list[str]:
+    """``--dataset NAME`` naming an installed dataset plugin selects it, as ``--plugin NAME`` would."""
+    from .datasets import NAMES
+
+    if manager is not None or dataset in NAMES or dataset.startswith("synthetic") or dataset in plugins:
+        return []
+    return [dataset] if dataset in registry.installed_plugins() else []
+
+
+def load_data(pipeline: Pipeline, settings: Settings, device: torch.device, output, *, train: bool = True) -> Dataset:
+    """The dataset stage's data on `device`, with the validation split held out when ``--val`` asks; a notice about the
+    data actually used (a fallback) goes to `output.warn`."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataNotice)
-        dataset = load_dataset(settings.dataset, settings.data_dir, device, train=train)
+        dataset = materialise(*pipeline.data, device, train=train)
     for notice in caught:
         if issubclass(notice.category, DataNotice):
             output.warn(str(notice.message))
-    return dataset
+    return hold_out(dataset, settings.val, settings.seed) if train else dataset
 
 
 def build_network(pipeline: Pipeline, device: torch.device | None = None, synchronised: bool = False) -> torch.nn.Module:
     """The model stage's network with its slots filled: the one way training, mnist-eval and the test kit build it.
 
     Refused before allocating when the model says it would not fit `device`. Checked on two blank
-    images in eval mode (which changes no state and draws no random number) to map (N, 784) images
-    to (N, 10) logits, so a model's mistake is named before any training. `synchronised`: its norms
-    synchronise over the processes (`Norm.sync`).
+    images in eval mode (which changes no state and draws no random number) to map (N, C*H*W) rows of
+    the data's images to (N, classes) logits, so a model's mistake is named before any training.
+    `synchronised`: its norms synchronise over the processes (`Norm.sync`).
     """
     owner, model = pipeline.model
+    data = pipeline.data[1]
     check_fits(pipeline, device)
     network = model.build(pipeline.slots(device if synchronised else None))
+    pixels = math.prod(data.shape)
     try:
         with torch.no_grad():
-            shape = tuple(network.eval()(torch.zeros(2, 784)).shape)
+            shape = tuple(network.eval()(torch.zeros(2, pixels)).shape)
     except Exception as error:
         raise PluginError.from_exception(owner, "mnist_trainer_model (build)", error) from error
-    if shape != (2, 10):
-        raise PluginError(owner, "mnist_trainer_model (build)", f"its network maps (2, 784) images to {shape}, not (2, 10) logits")
+    if shape != (2, data.classes):
+        raise PluginError(owner, "mnist_trainer_model (build)", f"its network maps (2, {pixels}) images to {shape}, "
+                          f"not (2, {data.classes}) logits")
     return network.train()
 
 

@@ -3,7 +3,7 @@
 Composing checks each stage answer's type and wraps each of its factories through
 `guard`: an exception inside a factory, or a value of the wrong kind returned, becomes a
 `PluginError` naming the plugin and the hook instead of an anonymous traceback somewhere
-in the training loop. What runs once per mini-batch (a transform, a penalty, the loss) is
+in the training loop. A dataset's splits are checked as they are converted (`data.to_split`). What runs once per mini-batch (a transform, a penalty, the loss) is
 checked on its first call only, so checking costs nothing measurable after it. Values
 handlers add to the epoch row or report are checked where they are set (`recordable`), so
 the error names the handler that set them.
@@ -22,8 +22,7 @@ import attrs
 from . import stages
 from .errors import PluginError, UserError
 
-Check = Callable[[Any, tuple], "str | None"]  # (what the factory returned, what it was given) -> the problem
-CLASSES = 10  # labels of MNIST-format data
+Check = Callable[..., "str | None"]  # (what the factory returned, what it was given, the data's classes) -> the problem
 
 
 def describe(value: Any) -> str:
@@ -41,10 +40,10 @@ def describe(value: Any) -> str:
 
 
 def _is(kind: str, test: Callable[[Any], bool]) -> Check:
-    return lambda value, args: None if test(value) else f"returned {describe(value)}, expected {kind}"
+    return lambda value, args, classes: None if test(value) else f"returned {describe(value)}, expected {kind}"
 
 
-def _batch(value: Any, args: tuple) -> str | None:
+def _batch(value: Any, args: tuple, classes: int) -> str | None:
     """A transform returns ``(images, labels)``: images shaped and typed as given, and one label per image, either a
     class index (int64, shape (N,)) or class probabilities (float, shape (N, classes))."""
     import torch
@@ -57,10 +56,10 @@ def _batch(value: Any, args: tuple) -> str | None:
         return (f"returned images {describe(out)}, expected (N, {', '.join(map(str, images.shape[1:]))}) and "
                 f"{images.dtype} as given")
     indices = labels.dtype == torch.int64 and labels.shape == (out.shape[0],)
-    soft = labels.is_floating_point() and labels.shape == (out.shape[0], CLASSES)
+    soft = labels.is_floating_point() and labels.shape == (out.shape[0], classes)
     if not (indices or soft):
         return (f"returned labels {describe(labels)}, expected class indices (int64, shape ({out.shape[0]},)) or class "
-                f"probabilities (float, shape ({out.shape[0]}, {CLASSES}))")
+                f"probabilities (float, shape ({out.shape[0]}, {classes}))")
     return None
 
 
@@ -70,7 +69,7 @@ def _module(value: Any) -> bool:
     return isinstance(value, nn.Module)
 
 
-def _optimizer(value: Any, args: tuple, closure: bool) -> str | None:
+def _optimizer(value: Any, args: tuple, classes: int, closure: bool) -> str | None:
     from torch.optim import Optimizer
 
     if not isinstance(value, Optimizer):
@@ -124,15 +123,16 @@ RULES: dict[tuple[type, str], Rule] = {
 }
 
 
-def check_answer(plugin: str, hook: str, answer: Any, expected: type, many: bool) -> Any:
-    """`answer` checked to be a `expected` (each item, when `many`), with its factories guarded."""
+def check_answer(plugin: str, hook: str, answer: Any, expected: type, many: bool, classes: int) -> Any:
+    """`answer` checked to be a `expected` (each item, when `many`), with its factories guarded; `classes` is the
+    data's, which soft labels must match."""
     if not isinstance(answer, expected):
         kind = f"mnist_trainer.{expected.__name__}" + (" items in a sequence" if many else "")
         raise PluginError(plugin, hook, f"returned {describe(answer)}, expected {kind} (see docs/plugin_hooks.md)")
-    return guard(plugin, hook, answer)
+    return guard(plugin, hook, answer, classes)
 
 
-def guard(plugin: str, hook: str, answer: Any) -> Any:
+def guard(plugin: str, hook: str, answer: Any, classes: int = 10) -> Any:
     """`answer` with each of its factories wrapped to name `plugin` and `hook` when it fails or returns the wrong kind."""
     wrapped = {}
     for field in attrs.fields(type(answer)):
@@ -142,11 +142,11 @@ def guard(plugin: str, hook: str, answer: Any) -> Any:
         check = rule.check
         if isinstance(answer, stages.Optimizer):
             check = functools.partial(_optimizer, closure=answer.closure)
-        wrapped[field.name] = _guarded(plugin, f"{hook} ({field.name})", function, check, rule.per_step)
+        wrapped[field.name] = _guarded(plugin, f"{hook} ({field.name})", function, check, rule.per_step, classes)
     return attrs.evolve(answer, **wrapped)
 
 
-def _guarded(plugin: str, where: str, function: Callable, check: Check | None, per_step: bool) -> Callable:
+def _guarded(plugin: str, where: str, function: Callable, check: Check | None, per_step: bool, classes: int) -> Callable:
     unchecked = [check] if check is not None else []
 
     @functools.wraps(function)
@@ -158,7 +158,7 @@ def _guarded(plugin: str, where: str, function: Callable, check: Check | None, p
         except Exception as error:
             raise PluginError.from_exception(plugin, where, error) from error
         if unchecked:
-            problem = unchecked[0](result, args)
+            problem = unchecked[0](result, args, classes)
             if problem:
                 raise PluginError(plugin, where, problem)
             if per_step:

@@ -23,7 +23,7 @@ from .records import to_json
 from .settings import declared
 
 DIVERGED = 3  # exit status of a run whose loss became non-finite: not a user's mistake (2), not a success (0)
-COMMAND_FLAGS = {"resume", "as_json", "trace_plugins", "show_traceback", "backend", "nproc"}  # not settings of the run
+COMMAND_FLAGS = {"resume", "as_json", "trace_plugins", "show_traceback", "backend", "nproc", "oversubscribe"}  # not settings
 
 
 class _OneLineErrors(click.Command):
@@ -134,14 +134,25 @@ def _plugin_errors(show_traceback: bool, terminated: list | None = None) -> Iter
 
 
 def _without_nproc(args: list[str]) -> list[str]:
-    """This command's arguments without ``--nproc N``: what each process runs."""
+    """This command's arguments without ``--nproc N`` and ``--oversubscribe``: what each process runs."""
     kept, rest = [], iter(args)
     for arg in rest:
         if arg == "--nproc":
             next(rest, None)
-        elif not arg.startswith("--nproc="):
+        elif not arg.startswith("--nproc=") and arg != "--oversubscribe":
             kept.append(arg)
     return kept
+
+
+def _check_nproc(nproc: int, device: str, oversubscribe: bool) -> None:
+    """More processes than this machine has GPUs (on CUDA) or cores only share them out slower; ask to be sure."""
+    import torch
+
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    have, what = (torch.cuda.device_count(), "CUDA devices") if cuda else (os.cpu_count() or 1, "CPU cores")
+    if nproc > have and not oversubscribe:
+        raise UserError(f"--nproc {nproc} starts more processes than this machine's {have} {what}, which would only "
+                        "share them out; give at most that many, or add --oversubscribe if you mean it")
 
 
 def _training_options(command):
@@ -183,16 +194,19 @@ def _setting_option(field):
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Train on N processes of this machine, started through torch's own launcher (torchrun); "
                    "one per GPU on CUDA. For several machines, run torchrun -m mnist_trainer yourself.")
+@click.option("--oversubscribe", is_flag=True, help="Allow --nproc above this machine's cores (GPUs on CUDA).")
 @click.option("--backend", type=click.Choice(["auto", "gloo", "nccl"]), default="auto", show_default=True,
               help="Under torchrun: the process group's backend (auto: nccl on CUDA, gloo on the CPU).")
 @click.option("--list-plugins", is_flag=True, expose_value=False, is_eager=True, callback=_list_plugins,
               help="List installed plugins and exit.")
 @click.version_option(package_name="mnist-trainer")
-def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resume, backend, nproc, **fields):
+def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resume, backend, nproc, oversubscribe,
+         **fields):
     """Train a network on MNIST-format data, composed from plugins (an MLP unless a model plugin is selected)."""
     if resume is not None:
         _refuse_flags_beside_resume(click.get_current_context())
     if nproc > 1:
+        _check_nproc(nproc, fields["device"], oversubscribe)
         from .distributed import launch
 
         sys.exit(launch(nproc, _without_nproc(sys.argv[1:])))
@@ -251,16 +265,17 @@ def _say_ending(summary: dict, as_json: bool, signal_name: str) -> None:
 
 @click.command(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--dataset", default="auto", show_default=True,
-              help="auto, mnist, mnist-sample, fashion-mnist or synthetic:N.")
+@click.option("--dataset", default=None, show_default="the data RUN was trained on",
+              help="Evaluate elsewhere: auto, mnist, mnist-sample, fashion-mnist, synthetic:N or a dataset plugin.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder with MNIST-format IDX files (the t10k pair is enough).")
+              help="Evaluate elsewhere: a folder with MNIST-format IDX files (the t10k pair is enough).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON on stdout.")
 @click.option("--traceback", "show_traceback", is_flag=True, help="Show the traceback of a plugin's error.")
 def evaluate(run, dataset, data_dir, device, as_json, show_traceback):
-    """Evaluate the model saved in RUN (a mnist-run --out folder) on a dataset's test split."""
-    from .resume import evaluate_run
+    """Evaluate the model saved in RUN (a mnist-run --out folder) on the test split of the data it was trained on
+    (and its validation split, if it held one out), or, with --dataset or --data-dir, on another dataset's."""
+    from .evaluation import evaluate_run
 
     with _plugin_errors(show_traceback):
         result = evaluate_run(run, dataset, data_dir, device, _output(as_json))

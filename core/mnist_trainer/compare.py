@@ -22,7 +22,7 @@ from .devices import resolve_device
 from .errors import UserError
 from .options import parse_assignments
 from .records import METRICS, default_out, to_json
-from .resume import evaluate_run
+from .evaluation import evaluate_run
 from .session import Output, train
 
 COLUMNS = ("final_test_accuracy", "best_test_accuracy", "final_test_loss", "seconds_per_epoch", "scored_accuracy")
@@ -72,9 +72,9 @@ def compare(arms: list[Arm], seeds: list[int], assignments: Sequence[str], field
     for name in raw:
         if name not in used:
             raise UserError(f"option -o {name}.{next(iter(raw[name]))}=... is for plugin {name!r}, which no arm selects")
-    first = next(iter(chosen.values()))[0]
+    first, first_pipeline = next(iter(chosen.values()))
     device = resolve_device(first.device)
-    dataset = load_data(first, device, output)
+    dataset = load_data(first_pipeline, first, device, output)
     folder = Path(out) if out else default_out((), stem=f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     quiet = attrs.evolve(output, say=lambda line: None, progress=False)
     results: dict[str, list[dict]] = {arm.name: [] for arm in arms}

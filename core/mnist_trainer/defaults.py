@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from .hookspecs import hookimpl
 from .stages import Activation, Initializer, Loss, Metric, Model, Optimizer
 
@@ -10,14 +12,21 @@ ADAM_LR = 0.001  # Kingma and Ba's, and torch's, default
 
 
 @hookimpl
-def mnist_trainer_model(settings):
-    from .model import CLASSES, DEFAULT_HIDDEN, INPUTS, MLP
+def mnist_trainer_dataset(settings):
+    from .datasets import builtin
+
+    return builtin(settings.dataset, settings.data_dir)
+
+
+@hookimpl
+def mnist_trainer_model(settings, data):
+    from .model import DEFAULT_HIDDEN, MLP
 
     hidden = settings.hidden or DEFAULT_HIDDEN
-    sizes = (INPUTS, *hidden, CLASSES)
+    sizes = (math.prod(data.shape), *hidden, data.classes)
     widths = "-".join(str(width) for width in sizes)
     parameters = sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(sizes, sizes[1:]))
-    return Model(MLP_SUMMARY.format(widths=widths), lambda slots: MLP(hidden, slots),
+    return Model(MLP_SUMMARY.format(widths=widths), lambda slots: MLP(sizes, slots),
                  uses=("activation", "norm", "dropout", "hidden"), kind="mlp", parameters=parameters)
 
 

@@ -29,6 +29,15 @@ CHUNK = 64 * 1024  # the most one read returns; the limit is checked after each
 SIZES = {"mnist": "about 11 MiB", "fashion-mnist": "about 30 MiB"}
 
 
+def default_data_dir() -> Path:
+    """Where datasets are downloaded and cached when ``--data-dir`` is not given: ``$MNIST_TRAINER_DATA``, else
+    ``~/.cache/mnist-trainer``."""
+    configured = os.environ.get("MNIST_TRAINER_DATA")
+    if configured and Path(configured).exists() and not Path(configured).is_dir():
+        raise UserError(f"MNIST_TRAINER_DATA={configured} is a file; point it at a folder (or unset it)")
+    return Path(configured or Path.home() / ".cache" / "mnist-trainer")
+
+
 def fetch(name: str, raw: Path) -> None:
     """Download MNIST's or Fashion-MNIST's four IDX files (gzipped) from torchvision's mirrors into `raw`."""
     from torchvision import datasets

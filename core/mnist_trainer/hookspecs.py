@@ -5,7 +5,9 @@ data is loaded or weights exist; each returns a description from
 `mnist_trainer.stages` or None to decline. Whether a stage hook is exclusive is
 declared here, once, by `stage(...)`: composing, the docstrings and the docs test
 all read `STAGES`. Every stage hook may take `settings` (the run's frozen
-`Settings`) and `options` (the answering plugin's own options instance, or None).
+`Settings`) and `options` (the answering plugin's own options instance, or None);
+every one but the dataset's may take `data`, the composed dataset answer (its image
+shape and classes).
 
 Run events are called through pluggy while the run goes on, on every plugin that
 implements them, in plugin-name order (pluggy's ``tryfirst``, ``trylast`` and ``wrapper``
@@ -126,28 +128,38 @@ def mnist_trainer_columns(run):
 # ----- stage hooks -------------------------------------------------------------------------
 
 
+@stage("dataset", stages.Data, exclusive=True,
+       default="--dataset and --data-dir: auto (MNIST when cached or downloadable, else mnist-sample), mnist, "
+               "fashion-mnist, mnist-sample, synthetic:N, or a folder of IDX files")
+def mnist_trainer_dataset(settings, options):
+    """Dataset stage: return a `Data` whose `load(splits)` gives each split's images and labels.
+
+    Asked first: every other stage hook may take its answer as `data`.
+    """
+
+
 @stage("model", stages.Model, exclusive=True, default="the MLP 784-hidden-10 (--hidden, 256,256 unless given)")
-def mnist_trainer_model(settings, options):
+def mnist_trainer_model(settings, options, data):
     """Model stage: return a `Model` whose `build(slots)` makes the whole network from the slot answers."""
 
 
 @stage("activation", stages.Activation, exclusive=True, default="sigmoid")
-def mnist_trainer_activation(settings, options):
+def mnist_trainer_activation(settings, options, data):
     """Model stage, activation slot: return an `Activation` for every hidden block."""
 
 
 @stage("norm", stages.Norm, exclusive=True, default="no norm")
-def mnist_trainer_norm(settings, options):
+def mnist_trainer_norm(settings, options, data):
     """Model stage, norm slot (between Linear and activation): return a `Norm`."""
 
 
 @stage("init", stages.Initializer, exclusive=True, default="PyTorch's own initialisation")
-def mnist_trainer_init(settings, options):
+def mnist_trainer_init(settings, options, data):
     """Init stage: return an `Initializer` that sets the weights before training."""
 
 
 @stage("regularizer", stages.Regularizer, exclusive=False, default="none")
-def mnist_trainer_regularizer(settings, options):
+def mnist_trainer_regularizer(settings, options, data):
     """Regularizer stage: return a `Regularizer` (dropout-slot module, loss penalty, batch transform).
 
     Dropout modules, penalties and transforms apply in plugin-name order.
@@ -155,7 +167,7 @@ def mnist_trainer_regularizer(settings, options):
 
 
 @stage("loss", stages.Loss, exclusive=True, default="cross-entropy")
-def mnist_trainer_loss(settings, options):
+def mnist_trainer_loss(settings, options, data):
     """Loss stage: return a `Loss` whose `compute(logits, labels)` is each mini-batch's training loss.
 
     Penalties add to whichever loss is selected.
@@ -163,7 +175,7 @@ def mnist_trainer_loss(settings, options):
 
 
 @stage("optimizer", stages.Optimizer, exclusive=True, default="Adam (fused), conventional rate 0.001")
-def mnist_trainer_optimizer(settings, options):
+def mnist_trainer_optimizer(settings, options, data):
     """Optimizer stage: return an `Optimizer` whose `build(parameters, lr)` makes it at rate `lr`.
 
     `lr` is ``--lr`` when given, else the answer's own conventional rate.
@@ -171,7 +183,7 @@ def mnist_trainer_optimizer(settings, options):
 
 
 @stage("schedule", stages.Schedule, exclusive=False, default="a constant learning rate")
-def mnist_trainer_schedule(settings, options):
+def mnist_trainer_schedule(settings, options, data):
     """Optimizer stage, schedule slot: return a `Schedule` that the core steps per batch or per epoch.
 
     Schedules chain, stepped in plugin-name order.
@@ -179,7 +191,7 @@ def mnist_trainer_schedule(settings, options):
 
 
 @stage("metrics", stages.Metric, exclusive=False, many=True, default="loss, accuracy")
-def mnist_trainer_metrics(settings, options):
+def mnist_trainer_metrics(settings, options, data):
     """Evaluation stage: return a sequence of `Metric`, computed on each evaluation split.
 
     Metric names must not collide.

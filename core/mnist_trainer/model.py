@@ -10,20 +10,15 @@ from torch import nn
 
 from .stages import Slots
 
-INPUTS, CLASSES = 784, 10
 DEFAULT_HIDDEN = (256, 256)
 
 
 class MLP(nn.Sequential):
-    """Hidden blocks then the output layer, as one `nn.Sequential`."""
+    """Hidden blocks then the output layer, as one `nn.Sequential`: `sizes` are the inputs, each hidden width, the classes."""
 
-    def __init__(self, widths: tuple[int, ...], slots: Slots):
-        layers = []
-        fan_in = INPUTS
-        for width in widths:
-            layers.append(_block(fan_in, width, slots))
-            fan_in = width
-        super().__init__(*layers, nn.Linear(fan_in, CLASSES))
+    def __init__(self, sizes: tuple[int, ...], slots: Slots):
+        blocks = [_block(fan_in, width, slots) for fan_in, width in zip(sizes[:-2], sizes[1:-1])]
+        super().__init__(*blocks, nn.Linear(sizes[-2], sizes[-1]))
 
     @property
     def blocks(self) -> list[nn.Sequential]:

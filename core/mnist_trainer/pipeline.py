@@ -15,16 +15,18 @@ from . import checks, registry
 from .errors import PluginError, UserError
 from .hookspecs import STAGES, Stage
 from .settings import Settings
-from .stages import Activation, Initializer, Loss, Metric, Model, Norm, Optimizer, Regularizer, Schedule, Slots
+from .stages import Activation, Data, Initializer, Loss, Metric, Model, Norm, Optimizer, Regularizer, Schedule, Slots
 
 Answer = tuple[str, Any]
 EVALUATION_WEIGHTS = "mnist_trainer_evaluation_weights"
+DATASET = "mnist_trainer_dataset"
 
 
 @attrs.frozen
 class Pipeline:
     """The composed run: for each stage, which plugin answered and with what; and the run events' dispatcher."""
 
+    data: tuple[str, Data]
     model: tuple[str, Model]
     activation: tuple[str, Activation]
     norm: tuple[str, Norm | None]
@@ -71,6 +73,7 @@ class Pipeline:
             evaluation.setdefault(plugin, []).append(metric.name)
         listeners = self.events.listeners()
         return [
+            ("dataset", self._by(*self.data)),
             ("model", _fill(self._by(*self.model), activation=self._by(*self.activation), norm=norm, dropout=dropout)),
             ("init", self._by(*self.init)),
             ("regularizer", "; ".join(self._by(*choice) for choice in self.regularizers) or "none"),
@@ -81,13 +84,18 @@ class Pipeline:
         ]
 
     def _by(self, plugin: str, answer) -> str:
-        return f"{answer.summary} [{self._who(plugin)}]"
+        return f"{getattr(answer, 'summary', None) or describe_data(answer)} [{self._who(plugin)}]"
 
     def _who(self, plugin: str) -> str:
         if plugin == registry.CORE:
             return "core default"
         reason = self.reasons.get(plugin, "selected")
         return plugin if reason == "selected" else f"{plugin} ({reason})"
+
+
+def describe_data(data: Data) -> str:
+    channels, height, width = data.shape
+    return f"{data.name}: {height}x{width}" + (f"x{channels}" if channels != 1 else "") + f" images, {data.classes} classes"
 
 
 def _fill(summary: str, **slots: str) -> str:
@@ -100,8 +108,9 @@ def _fill(summary: str, **slots: str) -> str:
 def compose(manager, settings: Settings, reasons: Mapping[str, str] | None = None) -> Pipeline:
     """Ask every stage hook; exclusive slots take one selected plugin, the others take all."""
     classes = registry.option_classes(manager)
-    answers = {hook: _answers(manager, stage, settings, classes) for hook, stage in STAGES.items()}
-    chosen = {hook: _exclusive(answers[hook], stage) for hook, stage in STAGES.items() if stage.exclusive}
+    data = _exclusive(_answers(manager, STAGES[DATASET], settings, classes, None), STAGES[DATASET])
+    answers = {hook: _answers(manager, stage, settings, classes, data[1]) for hook, stage in STAGES.items() if hook != DATASET}
+    chosen = {hook: _exclusive(answers[hook], stage) for hook, stage in STAGES.items() if stage.exclusive and hook != DATASET}
     metrics = tuple((name, metric) for name, answer in _core_first(answers["mnist_trainer_metrics"]) for metric in answer)
     seen: dict[str, str] = {}
     for name, metric in metrics:
@@ -112,6 +121,7 @@ def compose(manager, settings: Settings, reasons: Mapping[str, str] | None = Non
     _one_evaluation_weights(manager)
     optimizer = chosen["mnist_trainer_optimizer"]
     pipeline = Pipeline(
+        data=data,
         model=chosen["mnist_trainer_model"],
         activation=chosen["mnist_trainer_activation"],
         norm=chosen["mnist_trainer_norm"],
@@ -128,21 +138,25 @@ def compose(manager, settings: Settings, reasons: Mapping[str, str] | None = Non
         states=dict(registry.every(manager, "mnist_trainer_state")),
     )
     _check_model(pipeline, settings)
+    _check_data(pipeline, settings)
     return pipeline
 
 
-def _answers(manager, stage: Stage, settings: Settings, classes: dict[str, type]) -> list[Answer]:
-    """Each plugin's answer to one stage hook, checked and with its factories guarded."""
+def _answers(manager, stage: Stage, settings: Settings, classes: dict[str, type], data: Data | None) -> list[Answer]:
+    """Each plugin's answer to one stage hook, checked and with its factories guarded (`data`: the dataset answer,
+    given to every stage hook but the dataset's)."""
     found = []
+    extra = {"data": data} if data is not None else {}
     for name in registry.implementers(manager, stage.hook):  # the core last
         if stage.exclusive and name == registry.CORE and found:
             break  # a selected plugin fills the slot: the core's default is not asked
         options = settings.options(classes[name]) if name in classes else None
-        answer = registry.ask(manager, name, stage.hook, settings=settings, options=options)
+        answer = registry.ask(manager, name, stage.hook, settings=settings, options=options, **extra)
         if answer is None:
             continue
         items = list(answer) if stage.many and isinstance(answer, (list, tuple)) else [answer]
-        guarded = [checks.check_answer(name, stage.hook, item, stage.answer, stage.many) for item in items]
+        guarded = [checks.check_answer(name, stage.hook, item, stage.answer, stage.many, data.classes if data else 10)
+                   for item in items]
         found.append((name, tuple(guarded) if stage.many else guarded[0]))
     return found
 
@@ -190,6 +204,13 @@ def _check_model(pipeline: Pipeline, settings: Settings) -> None:
         raise UserError(f"--hidden sets the widths of the core's MLP, and plugin {owner!r} builds its own network; "
                         f"drop --hidden and use {owner}'s options instead")
     _check_init(pipeline, where, fillers)
+
+
+def _check_data(pipeline: Pipeline, settings: Settings) -> None:
+    owner = pipeline.data[0]
+    if owner != registry.CORE and settings.dataset not in ("auto", owner):
+        raise UserError(f"plugin {owner!r} supplies the data, and --dataset {settings.dataset} names other data; "
+                        "drop one of them")
 
 
 def _check_init(pipeline: Pipeline, where: str, fillers: list[tuple[str, str]]) -> None:

@@ -1,6 +1,6 @@
-"""Reading a run back: resuming it from its checkpoint (``mnist-run --resume``) and evaluating it (``mnist-eval``).
+"""Resuming a run from its checkpoint (``mnist-run --resume``).
 
-Both rebuild the run from its record through the same plugins and settings, and refuse, in
+It rebuilds the run from its record through the same plugins and settings, and refuses, in
 one line, a record that is damaged, belongs to another run, or was written by other versions.
 """
 
@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import registry, trainer
-from .build import build_network, in_layout, load_data, select
-from .builtins import fmt
-from .data import fingerprint
+from . import registry
+from .build import load_data, select
 from .devices import resolve_device
 from .distributed import World
 from .errors import UserError
@@ -80,7 +78,7 @@ def _resume(path: Path, folder: RunFolder | None, config: dict, saved: dict, epo
     if finishing and ended in FINISHED:
         raise UserError(f"{path} has {saved['epoch']} finished epochs; give --epochs with more than that to extend it")
     if manager is None:
-        _refuse_missing_plugins(path, plugins)
+        refuse_missing_plugins(path, plugins)
     settings, pipeline = select(plugins, options, trace=trace, manager=manager,
                                 **{**fields, "epochs": wanted, "device": device or fields["device"]})
     if manager is None:
@@ -90,7 +88,7 @@ def _resume(path: Path, folder: RunFolder | None, config: dict, saved: dict, epo
                         "to another number; start a new run with --epochs instead")
     world = world or World(device=resolve_device(settings.device))
     check_shares(settings, world)
-    dataset = load_data(settings, world.device, output)
+    dataset = load_data(pipeline, settings, world.device, output)
     _refuse_other_data(path, config, dataset)
     check_batch(settings, dataset)
     if ended in RESUMING:
@@ -128,44 +126,15 @@ def _refuse_other_versions(path: Path, config: dict) -> None:
 
 
 def _refuse_other_data(path: Path, config: dict, dataset) -> None:
-    now = {"name": dataset.name, "train_size": len(dataset.train), "test_size": len(dataset.test), "fingerprint": fingerprint(dataset)}
+    now = {"name": dataset.name, "test_size": len(dataset.test), "fingerprint": dataset.fingerprints["data"],
+           "val": dataset.held_out}
     differs = [key for key, value in now.items() if config["dataset"].get(key) != value]
     if differs:
         raise UserError(f"{path} was trained on other data ({', '.join(differs)} differ: it was {config['dataset']['name']}, "
-                        f"{config['dataset']['train_size']} images, and is now {dataset.name}, {len(dataset.train)}); "
-                        "resume it with the same data")
+                        f"and is now {dataset.name}); resume it with the same data")
 
 
-def evaluate_run(run: Path, dataset: str, data_dir: str | None, device: str, output: Output, manager=None) -> dict:
-    """Rebuild a saved run's network through the same plugins and settings and evaluate it on a dataset's test split.
-
-    `manager` (the test kit's) holds the plugins instead of their installed distributions."""
-    model = read_model(run)
-    plugins, options, fields = from_record(model["settings"], f"{run}/model.pt: settings")
-    if manager is None:
-        _refuse_missing_plugins(run, plugins)
-    settings, pipeline = select(plugins, options, manager=manager,
-                                **{**fields, "dataset": dataset, "data_dir": data_dir, "device": device})
-    torch_device = resolve_device(device)
-    data = load_data(settings, torch_device, output, train=False)
-    network = build_network(pipeline, torch_device)
-    try:
-        network.load_state_dict(model["state_dict"])
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[1:2] or [str(error)]
-        raise UserError(f"{run}/model.pt does not fit the network its plugins build now ({first[0].strip()}); "
-                        "was a plugin upgraded since? reinstall the versions in its config.json") from None
-    network = in_layout(network.to(torch_device), pipeline)
-    metrics = trainer.evaluate(network, data.test, [(m.name, m.compute) for _, m in pipeline.metrics])
-    status = recorded(run).get("summary", {}).get("status") if isinstance(recorded(run).get("summary"), dict) else None
-    if status not in (None, "completed"):
-        output.warn(f"{run} ended {status}; evaluating the weights it saved, those of epoch {model['epoch']}")
-    output.say(f"{run} on {data.name} ({len(data.test)} test images): "
-               + "  ".join(f"{k}={fmt(v)}" for k, v in metrics.items()))
-    return {"run": str(run), "dataset": data.name, "test_size": len(data.test), "epoch": model["epoch"], "metrics": metrics}
-
-
-def _refuse_missing_plugins(run: Path, names) -> None:
+def refuse_missing_plugins(run: Path, names) -> None:
     """A saved run whose plugins are gone says which distribution to install, from its config.json."""
     installed = registry.installed_plugins()
     missing = [name for name in names if name not in installed]

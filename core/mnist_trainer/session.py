@@ -23,8 +23,9 @@ import torch
 from . import checkpoint, registry, trainer
 from .build import build, check_fits, load_data
 from .builtins import LastGood, Progress, RecordWriter, StopTogether, Terminal
-from .data import Dataset, fingerprint
+from .data import Dataset
 from .devices import describe_device, resolve_device
+from .download import default_data_dir
 from .distributed import RankFailed, World, explain, follower_seeds
 from .errors import PluginError, UserError, one_line
 from .pipeline import EVALUATION_WEIGHTS, Pipeline
@@ -58,36 +59,37 @@ class Ending:
 
 
 def train(settings: Settings, pipeline: Pipeline, out: Path | None, output: Output, dataset: Dataset | None = None,
-          world: World | None = None) -> dict:
+          world: World | None = None, extras: dict[str, Any] | None = None) -> dict:
     """Train as `settings` and `pipeline` say, record it in `out`, and return the summary.
 
     `dataset`, when given, is the data already loaded on the device (a comparison loads it once).
-    Under torchrun (`world`), rank 0 alone claims the folder and records.
+    Under torchrun (`world`), rank 0 alone claims the folder and records. `extras` are more built-in
+    plugins for this run, by name (a tuning study's pruner), attached after the core's own.
     """
     world = world or World(device=resolve_device(settings.device))
     check_shares(settings, world)
     check_fits(pipeline, world.device)
     say_pipeline(pipeline, output)
-    dataset = dataset or load_data(settings, world.device, output)
+    dataset = dataset or load_data(pipeline, settings, world.device, output)
     check_batch(settings, dataset)
     say_data(dataset, world, output)
+    settings = resolved(settings, pipeline, dataset)
     config = config_of(settings, pipeline, dataset, world)
     folder = world.leader_does(lambda: RunFolder.claim(out or default_out(settings.plugins)))
     try:
         if folder is not None:
             folder.write_config(config)
         run = Run(settings, dataset, world.device, folder and folder.path, world)
-        return conduct(pipeline, run, config, folder, output)
+        return conduct(pipeline, run, config, folder, output, extras=extras)
     finally:
         if folder is not None:
             folder.close()
 
 
 def conduct(pipeline: Pipeline, run: Run, config: dict, folder: RunFolder | None, output: Output,
-            saved: dict | None = None) -> dict:
-    """Execute `run` with the built-ins a run has (its record in `folder` on rank 0) and return its summary.
-
-    `saved`, a checkpoint, continues the run from it. A failure is raised once the record says so.
+            saved: dict | None = None, extras: dict[str, Any] | None = None) -> dict:
+    """Execute `run` with the built-ins a run has (its record in `folder` on rank 0), and `extras`, and return its
+    summary. `saved`, a checkpoint, continues the run from it. A failure is raised once the record says so.
     """
     last_good = LastGood()
 
@@ -100,6 +102,7 @@ def conduct(pipeline: Pipeline, run: Run, config: dict, folder: RunFolder | None
         builtins.update(record=RecordWriter(folder, config, last_good, summarise), terminal=Terminal(output.say, last_good))
     if folder is not None and output.progress:
         builtins["progress"] = Progress()
+    builtins.update(extras or {})
     execute(pipeline, run, builtins, saved, output)
     return summarise(run)
 
@@ -116,7 +119,8 @@ def execute(pipeline: Pipeline, run: Run, builtins: dict[str, Any], saved: dict 
         ending = _train(pipeline, run, builtins, saved, output)
         ending = _end(run, events, ending)
         for builtin in builtins.values():
-            builtin.finish(run)
+            if hasattr(builtin, "finish"):
+                builtin.finish(run)
     if ending.error is not None:
         raise ending.error
 
@@ -156,7 +160,8 @@ def _prepare(pipeline: Pipeline, run: Run, saved: dict | None) -> trainer.Loop:
     """The loop, with the run's states, columns and evaluation weights set up, continued from `saved` if given."""
     loop = build(pipeline, run, resuming=saved is not None)
     run.states = {name: make(name, cls) for name, cls in pipeline.states.items()}
-    run.columns = (*trainer.columns(pipeline.metric_names, run.settings.eval_train), *_declared(pipeline.events, run))
+    run.columns = (*trainer.columns(pipeline.metric_names, run.settings.eval_train, run.dataset.val is not None),
+                   *_declared(pipeline.events, run))
     run.row = Row(run.columns)
     if registry.implementers(pipeline.manager, EVALUATION_WEIGHTS):
         run.evaluated = _evaluation_weights(pipeline, run)
@@ -314,8 +319,24 @@ def say_pipeline(pipeline: Pipeline, output: Output) -> None:
         output.say(f"{stage:<12} {text}")
 
 
+def resolved(settings: Settings, pipeline: Pipeline, dataset: Dataset) -> Settings:
+    """The settings as the record keeps them, so that a resume or mnist-eval rebuilds this data and no other, whatever
+    the environment then: ``--dataset auto`` resolved to the data it found (MNIST, or the sample it fell back to),
+    and the data dir a download or its cache was read from (``$MNIST_TRAINER_DATA``'s, say) made explicit."""
+    changes: dict = {}
+    core = pipeline.data[0] == registry.CORE
+    if core and settings.dataset == "auto" and settings.data_dir is None:
+        changes["dataset"] = dataset.name
+    home = str(default_data_dir().resolve())
+    if settings.data_dir is None and (not core or dataset.source.startswith(home)):
+        changes["data_dir"] = home
+    return attrs.evolve(settings, **changes)
+
+
 def say_data(dataset: Dataset, world: World, output: Output) -> None:
-    output.say(f"{'data':<12} {dataset.name}: {len(dataset.train)} train, {len(dataset.test)} test images on {world.device}")
+    val = f", {len(dataset.val)} held out for validation" if dataset.val is not None else ""
+    output.say(f"{'data':<12} {dataset.name}: {len(dataset.train)} train{val}, {len(dataset.test)} test images on "
+               f"{world.device}")
     if world.size > 1:
         output.say(f"{'processes':<12} {world.size} over {world.backend}, each with 1/{world.size} of every batch; rank 0 records")
 
@@ -345,7 +366,8 @@ def config_of(settings: Settings, pipeline: Pipeline, dataset: Dataset, world: W
         "run_id": uuid.uuid4().hex,
         "settings": settings.to_record(),
         "plugins": [
-            {"name": name, "distribution": installed[name].distribution, "version": installed[name].version, "reason": reason}
+            {"name": name, "distribution": installed[name].distribution if name in installed else "(not installed)",
+             "version": installed[name].version if name in installed else "0", "reason": reason}
             for name, reason in sorted(pipeline.reasons.items())
         ],
         "pipeline": dict(pipeline.describe()),
@@ -353,10 +375,22 @@ def config_of(settings: Settings, pipeline: Pipeline, dataset: Dataset, world: W
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "torchvision": _version("torchvision")},
         "device": {"name": str(world.device), "description": describe_device(world.device)},
         "world": world.describe(),
-        "dataset": {"name": dataset.name, "source": dataset.source, "train_size": len(dataset.train),
-                    "test_size": len(dataset.test), "fingerprint": fingerprint(dataset)},
+        "dataset": dataset_record(pipeline, dataset, installed),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": sys.argv,
+    }
+
+
+def dataset_record(pipeline: Pipeline, dataset: Dataset, installed: dict) -> dict:
+    """The data as the record keeps it: what it is, who supplied it (its options are in the settings), its sizes and
+    fingerprints, and the validation split held out of it."""
+    plugin = pipeline.data[0]
+    version = registry.core_version() if plugin == registry.CORE else installed[plugin].version if plugin in installed else None
+    return {
+        "name": dataset.name, "source": dataset.source, "plugin": plugin, "version": version,
+        "train_size": len(dataset.train) + (len(dataset.val) if dataset.val is not None else 0),
+        "test_size": len(dataset.test), "fingerprint": dataset.fingerprints["data"],
+        "test_fingerprint": dataset.fingerprints["test"], "val": dataset.held_out,
     }
 
 

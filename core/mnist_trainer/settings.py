@@ -48,6 +48,21 @@ class _Finite(click.ParamType):
         return number
 
 
+class _Holdout(click.ParamType):
+    """A count of images (a whole number, 1 or more) or a fraction of them (above 0, below 1)."""
+
+    name = "N|FRACTION"
+
+    def convert(self, value: Any, param, ctx) -> int | float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither a count of images nor a fraction", param, ctx)
+        if isinstance(value, bool) or not math.isfinite(number) or number <= 0 or (number >= 1 and number != int(number)):
+            self.fail(f"{value!r}: give a whole number of images (1 or more) or a fraction (above 0, below 1)", param, ctx)
+        return int(number) if number >= 1 else number
+
+
 class _Widths(click.ParamType):
     name = "W,W,..."
 
@@ -90,11 +105,15 @@ class Settings:
     device: str = setting("auto", flag="--device", kind=str, type=click.STRING, resumable=True,
                           help="auto, cpu, cuda or cuda:N (with --resume: where to go on; the checkpoint loads anywhere).")
     dataset: str = setting("auto", flag="--dataset", kind=str, type=click.STRING,
-                           help="auto, mnist, mnist-sample, fashion-mnist or synthetic:N; auto uses MNIST when cached "
-                                "or downloadable, else mnist-sample.")
+                           help="auto, mnist, mnist-sample, fashion-mnist, synthetic:N, or an installed dataset plugin's "
+                                "name; auto uses MNIST when cached or downloadable, else mnist-sample.")
     data_dir: str | None = setting(None, flag="--data-dir", kind=str, type=click.Path(file_okay=False), optional=True,
                                    show="$MNIST_TRAINER_DATA or ~/.cache/mnist-trainer",
                                    help="Folder with MNIST-format IDX files, or where mnist/fashion-mnist are downloaded.")
+    val: int | float | None = setting(None, flag="--val", kind=(int, float), type=_Holdout(), optional=True,
+                                      show="none",
+                                      help="Hold out N training images (or a fraction, e.g. 0.1) as a validation split, "
+                                           "chosen by --seed: val_* columns each epoch, for early stopping and tuning.")
     eval_train: bool = setting(False, flag="--eval-train", kind=bool, type=click.BOOL,
                                help="Also evaluate on the training split each epoch.")
     checkpoint_every: int = setting(1, flag="--checkpoint-every", kind=int, type=click.IntRange(min=1),

@@ -10,7 +10,7 @@ and the hook.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import attrs
 
@@ -18,6 +18,24 @@ if TYPE_CHECKING:
     import torch
 
 LAYOUTS = ("contiguous", "channels_last")
+
+
+@attrs.frozen
+class Data:
+    """The dataset: `load(splits)` returns, for each split asked for (``"train"``, ``"test"``), its ``(images, labels)``
+    on the CPU: uint8 pixels (or floats in [0, 1]) of N images of `shape` (channels, height, width; (N, H, W) for one
+    channel), and N integer labels from 0 to `classes` - 1.
+
+    The core converts them on the device once (uint8 / 255, rows of C*H*W floats), holds out a validation
+    split when asked, and fingerprints them for the record. `name` names the data in the record and the
+    printed pipeline; `source` says where it comes from (a folder, a URL).
+    """
+
+    name: str
+    load: Callable[[tuple[str, ...]], Mapping[str, tuple["torch.Tensor", "torch.Tensor"]]]
+    shape: tuple[int, int, int] = attrs.field(default=(1, 28, 28), converter=tuple)
+    classes: int = 10
+    source: str = ""
 
 
 @attrs.frozen

@@ -87,11 +87,15 @@ class Callbacks:
     progress: Callable[[int], None] | None = None
 
 
-def columns(metric_names: Sequence[str], eval_train: bool) -> tuple[str, ...]:
+def columns(metric_names: Sequence[str], eval_train: bool, val: bool = False) -> tuple[str, ...]:
     """The keys of every row `fit` returns, in order."""
-    splits = ("test", "train_eval") if eval_train else ("test",)
-    return ("epoch", "lr", "train_loss", *(f"{split}_{name}" for split in splits for name in metric_names),
+    return ("epoch", "lr", "train_loss", *(f"{split}_{name}" for split in splits(eval_train, val) for name in metric_names),
             "eval_seconds", "seconds")
+
+
+def splits(eval_train: bool, val: bool) -> tuple[str, ...]:
+    """The splits evaluated each epoch: the validation split first, when there is one."""
+    return ("val",) * val + ("test",) + ("train_eval",) * eval_train
 
 
 def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callbacks(), *,
@@ -110,9 +114,9 @@ def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callba
             raise Diverged(epoch, row["train_loss"])
         trained = time.perf_counter()
         network = loop.evaluated() if loop.evaluated is not None else loop.network
-        row.update({f"test_{k}": v for k, v in evaluate(network, dataset.test, loop.metrics, loop.world).items()})
-        if eval_train:
-            row.update({f"train_eval_{k}": v for k, v in evaluate(network, dataset.train, loop.metrics, loop.world).items()})
+        parts = {"val": dataset.val, "test": dataset.test, "train_eval": dataset.train}
+        for split in splits(eval_train, dataset.val is not None):
+            row.update({f"{split}_{k}": v for k, v in evaluate(network, parts[split], loop.metrics, loop.world).items()})
         now = time.perf_counter()
         row["eval_seconds"] = round(now - trained, 4)
         row["seconds"] = round(now - started, 4)

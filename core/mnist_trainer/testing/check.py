@@ -220,13 +220,12 @@ class _Runs:
 
     def evaluates(self, whole: dict) -> Check:
         from ..records import recorded
-        from ..resume import evaluate_run
+        from ..evaluation import evaluate_run
         from ..session import Output
 
         saved = recorded(whole["path"])["summary"]["saved"]
         quiet = Output(say=lambda line: None, warn=lambda line: None)
-        metrics = evaluate_run(whole["path"], self.settings.dataset, None, self.settings.device, quiet,
-                               manager=self.manager)["metrics"]
+        metrics = evaluate_run(whole["path"], None, None, self.settings.device, quiet, manager=self.manager)["metrics"]
         expected = {name: saved[f"test_{name}"] for name in metrics}
         if metrics != expected:
             raise self.checker.fail("mnist-eval reproduces the record", f"it gives {metrics}, the record {expected}")
