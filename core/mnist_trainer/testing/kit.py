@@ -120,7 +120,8 @@ def fit_with(manager, run_settings: Settings, data, listeners: tuple, out: Path)
     from ..pipeline import compose as compose_pipeline
     from ..records import RunFolder
     from ..run import Run
-    from ..session import Output, conduct, config_of
+    from ..config import config_of
+    from ..session import Output, conduct
 
     names = tuple(name for name, _ in manager.list_name_plugin() if not registry.is_core(name))
     run_settings = attrs.evolve(run_settings, plugins=names)  # recorded, as a run records what it selected
