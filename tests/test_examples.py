@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import BIN, ROOT, console
 
@@ -75,3 +76,37 @@ def test_early_stop_keeps_the_best_epoch_and_mnist_eval_reproduces_it(tmp_path):
     evaluated = console("mnist-eval", out, "--dataset", "mnist-sample", "--device", "cpu", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout)["metrics"] == {"loss": best["test_loss"], "accuracy": best["test_accuracy"]}
+
+
+ALL = ["relu", "he", "grad-clip", "ema", "mixup", "cosine"]
+# kept small: 3 epochs of 12 steps (1,200 synthetic images, batch 100); the kill lands in epoch 3, after epoch 2's
+# checkpoint
+SMALL = ["--dataset", "synthetic:1200", "--epochs", "3"]
+
+
+def test_grad_clip_ema_mixup_and_cosine_compose_evaluate_exactly_and_resume_bitwise(fake_plugin, tmp_path):
+    """The three run-event and transform examples with relu, he and cosine: mnist-eval reproduces the saved row, and
+    the run SIGKILLed after epoch 2 and resumed ends as the run done in one go (rows and model.pt)."""
+    from tests.test_resume import STOPS_ITSELF, epochs, weights
+
+    flags = [arg for name in ALL for arg in ("--plugin", name)]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    summary, lines, _ = run_json(*flags, *SMALL, out=whole)
+    pipeline = {line.split()[0]: line for line in lines[:8]}
+    assert "ReLU [relu]" in pipeline["model"] and "[he]" in pipeline["init"] and "[mixup]" in pipeline["regularizer"]
+    assert pipeline["optimizer"].endswith("[cosine]")
+    assert "ema (" in pipeline["events"] and "grad-clip (" in pipeline["events"]
+    assert summary["status"] == "completed" and summary["saved"] == summary["final"] and summary["final"]["epoch"] == 3
+    evaluated = console("mnist-eval", whole, *SMALL[:2], "--device", "cpu", "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["metrics"] == {"loss": summary["saved"]["test_loss"],
+                                                       "accuracy": summary["saved"]["test_accuracy"]}
+    env = {"PYTHONPATH": str(fake_plugin("stops", STOPS_ITSELF))}
+    died = console("mnist-run", "--plugin", "stops", *flags, *SMALL, "--device", "cpu", "--out", killed,
+                   env={**env, "STOP_AT_STEP": "30", "STOP_WITH": "SIGKILL"})
+    assert died.returncode == -9 and len(epochs(killed)) == 2
+    resumed = console("mnist-run", "--resume", killed, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert epochs(killed) == epochs(whole) and len(epochs(whole)) == 3
+    assert all(torch.equal(a, b) for a, b in zip(weights(killed).values(), weights(whole).values(), strict=True))
+    assert all(row["clipped"] >= 0 and row["grad_norm"] > 0 for row in epochs(whole))
