@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mnist_trainer import cli, compare
+from mnist_trainer import cli, compare, readback
 from tests.test_cli import FAST, assert_user_error
 
 SMALL = [arg for arg in FAST]  # synthetic:600, 2 epochs, batch 50, hidden 32,32, cpu
@@ -23,7 +23,7 @@ def test_two_arms_with_the_same_plugins_and_seed_learn_identically(run_cli, tmp_
     comparison, result = run_compare(run_cli, "relu", "relu", "core", "--out", tmp_path / "cmp")
     first, second, core = comparison["arms"]
     assert (first["name"], second["name"], core["name"]) == ("relu", "relu#2", "core")
-    rows = [compare.load(tmp_path / "cmp")[name][0] for name in ("relu", "relu#2", "core")]
+    rows = [readback.load([tmp_path / "cmp"])[name][0] for name in ("relu", "relu#2", "core")]
     strip = lambda epochs: [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in epochs]  # noqa: E731
     assert strip(rows[0]) == strip(rows[1]) and strip(rows[0]) != strip(rows[2])
     assert "[2/3] training relu#2, seed 777" in result.stderr
@@ -74,7 +74,7 @@ def test_the_plots_show_one_labelled_line_per_arm(run_cli, tmp_path):
     from mnist_trainer import plots
 
     run_compare(run_cli, "relu", "core", "-p", "grad-stats", "--seeds", "2", "--out", tmp_path / "cmp")
-    runs = compare.load(tmp_path / "cmp")
+    runs = readback.load([tmp_path / "cmp"])
     loss, accuracy = plots.curves(runs).axes
     assert [line.get_label() for line in loss.get_lines()] == ["relu", "core"]  # by arm: -p plugins are in every arm
     assert (loss.get_xlabel(), loss.get_ylabel(), accuracy.get_ylabel()) == ("epoch", "training loss", "test accuracy")

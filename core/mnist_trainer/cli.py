@@ -302,25 +302,29 @@ def compare(arms, plugins, assignments, seeds, score_on, out, as_json, show_trac
 @click.command(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("records", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
                 metavar="RUN_OR_COMPARISON...")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The PNG file to write.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The picture to write; its extension names the format: png, pdf, svg, ...")
 @click.option("--kind", type=click.Choice(["curves", "gradients"]), default="curves", show_default=True,
               help="curves: training loss and test accuracy; gradients: each layer's gradient RMS (grad-stats).")
 def plot(records, out, kind):
-    """Draw learning curves (or gradient statistics) from existing mnist-run or mnist-compare records."""
+    """Draw learning curves (or gradient statistics) from existing mnist-run or mnist-compare records.
+
+    Each record is its own line (the same plugins twice are told apart by folder). Seeds that ended at
+    different epochs are averaged per epoch over those that reached it; values recorded as nan or inf
+    are not drawn. A moved or copied comparison still plots.
+    """
     try:
         from . import plots
     except ImportError:
         raise UserError("mnist-plot needs matplotlib: pip install 'mnist-trainer[plot]'") from None
-    from . import compare as comparing
+    from .readback import load
 
-    runs = {}
-    for path in records:
-        runs.update(comparing.load(path))
+    plots.check_format(out)
+    runs = load(records)
     figure = plots.curves(runs) if kind == "curves" else plots.gradients(runs)
-    if figure is None:
+    if figure is None and kind == "gradients":
         raise UserError("no gradient statistics in these records; train with -p grad-stats")
-    try:
-        plots.save(figure, out)
-    except OSError as error:
-        raise UserError(f"cannot write {out}: {error.strerror or error}") from None
+    if figure is None:
+        raise UserError("no finished epoch in these records: nothing to draw; give records of runs that trained")
+    plots.save(figure, out)
     click.echo(f"wrote {out}", err=True)

@@ -21,6 +21,7 @@ from .build import load_data, select
 from .devices import resolve_device
 from .errors import UserError
 from .options import parse_assignments
+from .readback import load
 from .records import METRICS, default_out, to_json
 from .resume import evaluate_run
 from .session import Output, train
@@ -116,23 +117,6 @@ def table(comparison: dict) -> list[str]:
     return lines
 
 
-def load(path: Path) -> dict[str, list[list[dict]]]:
-    """Each arm's per-seed epoch rows, from a comparison folder or a single run folder (for mnist-plot)."""
-    path = Path(path)
-    if (path / "comparison.json").is_file():
-        arms = json.loads((path / "comparison.json").read_text())["arms"]
-        return {arm["name"]: [_epochs(Path(run["out"])) for run in arm["runs"]] for arm in arms}
-    if (path / METRICS).is_file():
-        config = json.loads((path / "config.json").read_text())
-        return {"+".join(config["settings"]["plugins"]) or "core": [_epochs(path)]}
-    raise UserError(f"{path} is neither a run (metrics.jsonl) nor a comparison (comparison.json); give an mnist-run "
-                    "or mnist-compare folder")
-
-
-def _epochs(path: Path) -> list[dict]:
-    return [row for row in _rows(path) if row["stage"] == "epoch"]
-
-
 def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in (path / METRICS).read_text().splitlines()]
 
@@ -163,7 +147,7 @@ def _plot(folder: Path, comparison: dict, output: Output) -> None:
     except ImportError:
         output.warn(f"no plots: {PLOT_HINT}")
         return
-    runs = {arm["name"]: [_epochs(Path(run["out"])) for run in arm["runs"]] for arm in comparison["arms"]}
+    runs = load([folder])
     plots.save(plots.curves(runs), folder / "curves.png")
     figure = plots.gradients(runs)
     if figure is not None:
