@@ -171,9 +171,10 @@ def _check_out(out: Path | None, plan: Plan) -> bool:
     folder = Path(out)
     if (folder / readback.COMPARISON).exists():
         recorded_plan = readback.read_json(folder / readback.COMPARISON, "comparison").get("plan")
+        if not isinstance(recorded_plan, dict):
+            raise UserError(f"--out {folder} holds a comparison that records no plan to continue; choose a new folder")
         if recorded_plan != plan.record():
-            differ = [key for key, value in plan.record().items() if not isinstance(recorded_plan, dict)
-                      or recorded_plan.get(key) != value]
+            differ = [key for key, value in plan.record().items() if recorded_plan.get(key) != value]
             raise UserError(f"--out {folder} holds a comparison of other {', '.join(differ)}; choose a new folder, or "
                             f"continue that one with mnist-compare --resume {folder}")
         return True
