@@ -60,9 +60,11 @@ def test_scoring_on_another_test_set(run_cli, tmp_path):
     (["relu", "--seeds", "x"], ["--seeds 'x'"]),
     (["relu", "--seeds", "0"], ["--seeds 0: a count is 1 to 1000"]),
     (["relu", "--seeds", "12345678901234567890"], ["--seeds 12345678901234567890: a count is 1 to 1000", "--seed S"]),
-    (["relu", "--seeds", "3,18446744073709551615"], ["seed 18446744073709551615 is not a whole number from 0 to 9223372036854775806"]),
+    (["relu", "--seeds", "3,18446744073709551615"],
+     ["seed 18446744073709551615 is not a whole number from 0 to 9223372036854775806"]),
     (["relu", "--seeds", "5,6,5"], ["seed 5 is given twice"]),
-    (["relu", "--seeds", "2", "--seed", "9223372036854775806"], ["--seeds 2 from --seed 9223372036854775806 would pass"]),
+    (["relu", "--seeds", "2", "--seed", "9223372036854775806"],
+     ["--seeds 2 from --seed 9223372036854775806 would pass"]),
     (["relu", "-o", "dropout.p=0.5"], ["is for plugin 'dropout', which no arm selects"]),
     (["relu", "--batch-size", "5000"], ["--batch-size 5000 is larger than the 600 training images"]),
 ])
@@ -169,12 +171,12 @@ def epoch_rows(folder):
 
 
 def test_arms_that_fail_diverge_or_stop_are_recorded_and_the_others_train(run_cli, tmp_path, trouble):
-    arms = ["relu", "relu+trouble[what=fail,at=1]", "relu+trouble[what=nan,at=1]", "relu+trouble[what=fail,at=2,seed=778]",
-            "relu+trouble[what=nan,at=2]", "relu+trouble[what=stop,at=1]"]
+    arms = ["relu", "relu+trouble[what=fail,at=1]", "relu+trouble[what=nan,at=1]",
+            "relu+trouble[what=fail,at=2,seed=778]", "relu+trouble[what=nan,at=2]", "relu+trouble[what=stop,at=1]"]
     comparison, result = run_compare(run_cli, *arms, "--seeds", "2", "--out", tmp_path / "cmp")
     statuses = {arm["name"]: arm["status"] for arm in comparison["arms"]}
-    assert statuses == {"relu": "completed", arms[1]: "failed", arms[2]: "diverged", arms[3]: "777 completed, 778 failed",
-                        arms[4]: "diverged", arms[5]: "stopped"}
+    assert statuses == {"relu": "completed", arms[1]: "failed", arms[2]: "diverged",
+                        arms[3]: "777 completed, 778 failed", arms[4]: "diverged", arms[5]: "stopped"}
     by_name = {arm["name"]: arm for arm in comparison["arms"]}
     assert [run["epochs"] for run in by_name[arms[3]]["runs"]] == [2, 1] and by_name[arms[4]]["runs"][0]["epochs"] == 1
     for name in arms[1:3]:  # no finished epoch: listed, with a status and reason, without metrics
@@ -196,7 +198,8 @@ def test_every_metric_counts_best_by_its_direction(run_cli, tmp_path, trouble):
     arm = comparison["arms"][0]
     for run in arm["runs"]:
         rows = epoch_rows(tmp_path / "cmp" / run["out"])
-        assert run["final_test_top2"] == rows[-1]["test_top2"] and run["best_test_top2"] == max(r["test_top2"] for r in rows)
+        assert run["final_test_top2"] == rows[-1]["test_top2"]
+        assert run["best_test_top2"] == max(r["test_top2"] for r in rows)
         assert run["best_test_loss"] == min(r["test_loss"] for r in rows)
         assert run["best_test_accuracy"] == max(r["test_accuracy"] for r in rows)
     assert arm["best_test_top2"]["mean"] == pytest.approx(sum(r["best_test_top2"] for r in arm["runs"]) / 2)
@@ -206,7 +209,8 @@ def test_every_metric_counts_best_by_its_direction(run_cli, tmp_path, trouble):
 
 
 def test_seeds_that_stop_at_different_epochs_are_summarised_from_their_own_last_epoch(run_cli, tmp_path, trouble):
-    comparison, _ = run_compare(run_cli, "relu+trouble[what=stop,at=1,seed=778]", "--seeds", "2", "--out", tmp_path / "cmp")
+    comparison, _ = run_compare(run_cli, "relu+trouble[what=stop,at=1,seed=778]", "--seeds", "2",
+                                "--out", tmp_path / "cmp")
     arm = comparison["arms"][0]
     assert [run["epochs"] for run in arm["runs"]] == [2, 1] and arm["status"] == "777 completed, 778 stopped"
     finals = [epoch_rows(tmp_path / "cmp" / run["out"])[-1]["test_accuracy"] for run in arm["runs"]]
@@ -222,12 +226,13 @@ def test_hidden_applies_to_the_arms_built_on_the_core_mlp_and_says_so(run_cli, t
     result = run_cli(*args, command=cli.compare)
     assert result.exit_code == 0, result.output
     notes = [line for line in result.stderr.splitlines() if line.startswith("--hidden")]
-    assert notes == ["--hidden 8 applies to relu (the core's MLP), not to cnn[channels=2]+relu (a model plugin's network)"]
+    assert notes == ["--hidden 8 applies to relu (the core's MLP), not to cnn[channels=2]+relu (a model plugin's "
+                     "network)"]
     hidden = {arm: json.loads((tmp_path / "cmp" / arm / "seed-777" / "config.json").read_text())["settings"]["hidden"]
               for arm in ("relu", "cnn_channels=2_+relu")}
     assert hidden == {"relu": [8], "cnn_channels=2_+relu": None}
     assert_user_error(run_cli("cnn+relu", *SMALL, "--out", tmp_path / "cnn", command=cli.compare),
-                      ["--hidden sets the widths of the core's MLP, and every arm's model plugin builds its own network"])
+                      ["--hidden sets the widths of the core's MLP, and every arm's model plugin builds its own"])
 
 
 def test_each_arm_carries_its_own_options_over_o(run_cli, tmp_path):

@@ -30,7 +30,8 @@ BASELINE: dict = {}  # the uninterrupted comparison's runs, trained once for eve
 def runs(folder):
     """Each arm and seed's epoch rows without their timings, from a comparison's own record of its runs."""
     comparison = json.loads((folder / "comparison.json").read_text())
-    return {(arm["name"], run["seed"]): epoch_rows(folder / run["out"]) for arm in comparison["arms"] for run in arm["runs"]}
+    return {(arm["name"], run["seed"]): epoch_rows(folder / run["out"])
+            for arm in comparison["arms"] for run in arm["runs"]}
 
 
 @pytest.mark.parametrize("signal, code", [("SIGINT", 130), ("SIGTERM", 143), ("SIGKILL", -9)])
@@ -69,10 +70,12 @@ def test_a_signal_stops_the_whole_comparison_and_resume_ends_it_as_if_uninterrup
 def test_resume_refuses_what_would_change_the_comparison_and_what_is_not_one(run_cli, tmp_path):
     assert_user_error(run_cli("--resume", tmp_path, "--epochs", "3", command=cli.compare),
                       ["--epochs cannot be given with --resume", "comparison.json"])
-    assert_user_error(run_cli("relu", "--resume", tmp_path, command=cli.compare), ["an ARM cannot be given with --resume"])
+    assert_user_error(run_cli("relu", "--resume", tmp_path, command=cli.compare),
+                      ["an ARM cannot be given with --resume"])
     assert_user_error(run_cli("--resume", tmp_path, command=cli.compare), ["comparison.json is missing"])
     (tmp_path / "comparison.json").write_text('{"plan": {"arms": "relu"}}')
-    assert_user_error(run_cli("--resume", tmp_path, command=cli.compare), ["its plan is damaged", "start a new comparison"])
+    assert_user_error(run_cli("--resume", tmp_path, command=cli.compare),
+                      ["its plan is damaged", "start a new comparison"])
 
 
 def test_out_is_a_new_folder_or_the_same_comparison_which_is_continued(run_cli, tmp_path):
@@ -104,12 +107,14 @@ def test_score_on_is_checked_before_any_arm_trains(run_cli, tmp_path, damage, wo
     if damage == "a truncated test set":
         for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
             (folder / name).write_bytes((SAMPLE / name).read_bytes()[: 100 if "labels" in name else None])
-    assert_user_error(run_cli("relu", *SMALL, "--score-on", folder, "--out", tmp_path / "cmp", command=cli.compare), words)
+    result = run_cli("relu", *SMALL, "--score-on", folder, "--out", tmp_path / "cmp", command=cli.compare)
+    assert_user_error(result, words)
     assert not (tmp_path / "cmp").exists()
 
 
 @pytest.mark.parametrize("name", ["comparison.json", "comparison.csv", "curves.png"])
-def test_a_full_disk_while_writing_the_comparison_is_one_line_and_resume_writes_it(run_cli, tmp_path, monkeypatch, name):
+def test_a_full_disk_while_writing_the_comparison_is_one_line_and_resume_writes_it(run_cli, tmp_path, monkeypatch,
+                                                                                   name):
     out, write = tmp_path / "cmp", records.atomic_write
     run = out / "relu" / "seed-777"
 
@@ -121,8 +126,9 @@ def test_a_full_disk_while_writing_the_comparison_is_one_line_and_resume_writes_
     monkeypatch.setattr(records, "atomic_write", full_once_trained)
     ended = run_cli("relu", *SMALL, "--out", out, command=cli.compare)
     assert ended.exit_code == 2 and "Traceback" not in ended.stderr, ended.output
-    assert ended.stderr.splitlines()[-1].startswith(f"Error: cannot write {out / name}: No space left on device; the ")
-    assert ended.stderr.splitlines()[-1].endswith(f"mnist-compare --resume {out} " + ("draws it" if "png" in name else "writes it"))
+    said = ended.stderr.splitlines()[-1]
+    assert said.startswith(f"Error: cannot write {out / name}: No space left on device; the ")
+    assert said.endswith(f"mnist-compare --resume {out} " + ("draws it" if "png" in name else "writes it"))
     assert records.recorded(run)["summary"]["status"] == "completed" and len(epoch_rows(run)) == 2  # the arm's record
     assert not [path.name for path in out.iterdir() if path.name.startswith(".")]
     monkeypatch.setattr(records, "atomic_write", write)
@@ -137,13 +143,15 @@ def test_a_folder_in_the_way_of_a_picture_is_one_line(run_cli, tmp_path):
     (tmp_path / "cmp" / "curves.png").mkdir()
     ended = run_cli("--resume", tmp_path / "cmp", command=cli.compare)
     assert ended.exit_code == 2 and "Traceback" not in ended.stderr, ended.output
-    assert ended.stderr.splitlines()[-1].startswith(f"Error: cannot write {tmp_path / 'cmp' / 'curves.png'}: Is a directory")
+    in_the_way = tmp_path / "cmp" / "curves.png"
+    assert ended.stderr.splitlines()[-1].startswith(f"Error: cannot write {in_the_way}: Is a directory")
     assert json.loads((tmp_path / "cmp" / "comparison.json").read_text())["status"] == "completed"
 
 
 def test_help_imports_no_torch(tmp_path):
     for command in ("compare", "plot"):
-        code = (f"import sys\nfrom mnist_trainer import cli\ntry:\n    cli.{command}(['--help'])\nexcept SystemExit:\n    pass\n"
+        code = (f"import sys\nfrom mnist_trainer import cli\ntry:\n    cli.{command}(['--help'])\n"
+                "except SystemExit:\n    pass\n"
                 "print('torch imported' if 'torch' in sys.modules else 'torch not imported')")
         out = console("python", "-c", code)
         assert out.returncode == 0 and out.stdout.strip().endswith("torch not imported"), out

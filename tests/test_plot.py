@@ -21,7 +21,8 @@ def record(folder, rows, plugins=("relu",)):
 
 def rows(*values):
     """Epoch rows from (train_loss, test_accuracy) pairs, epochs numbered from 1."""
-    return [{"epoch": epoch, "train_loss": loss, "test_accuracy": accuracy} for epoch, (loss, accuracy) in enumerate(values, 1)]
+    return [{"epoch": epoch, "train_loss": loss, "test_accuracy": accuracy}
+            for epoch, (loss, accuracy) in enumerate(values, 1)]
 
 
 def comparison(folder, arms):

@@ -25,7 +25,7 @@ from .data import Dataset
 from .devices import resolve_device
 from .errors import PluginError, UserError
 from .options import parse_assignments
-from .records import STATE, cannot_write, default_out, recorded, to_json
+from .records import STATE, RunFolder, cannot_write, default_out, recorded, to_json
 from .resume import evaluate_run, resume as resume_run
 from .session import Output, check_batch, train
 from .settings import Settings, from_record
@@ -54,10 +54,12 @@ class Plan:
     @classmethod
     def from_record(cls, record: Any, where: Path) -> "Plan":
         """The plan a comparison.json holds, checked as the command line would check it."""
-        texts = {key: record.get(key) if isinstance(record, dict) else None for key in ("arms", "plugins", "options")}
-        seeds, score_on = (record.get(key) if isinstance(record, dict) else None for key in ("seeds", "score_on"))
-        if not all(isinstance(value, list) and all(isinstance(text, str) for text in value) for value in texts.values()) \
-                or not isinstance(seeds, list) or not isinstance(score_on, (str, type(None))):
+        record = record if isinstance(record, dict) else {}
+        texts = {key: record.get(key) for key in ("arms", "plugins", "options")}
+        seeds, score_on = record.get("seeds"), record.get("score_on")
+        lists = all(isinstance(value, list) and all(isinstance(text, str) for text in value)
+                    for value in texts.values())
+        if not lists or not isinstance(seeds, list) or not isinstance(score_on, (str, type(None))):
             raise UserError(f"{where}: its plan is damaged (arms, plugins, options, seeds or score_on); it cannot be "
                             "continued: start a new comparison")
         settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
@@ -137,14 +139,19 @@ def _choose(arms: list[Arm], plan: Plan, output: Output) -> Chosen:
         if not users:
             raise UserError("--hidden sets the widths of the core's MLP, and every arm's model plugin builds its own "
                             "network; drop --hidden and use the model plugin's options instead")
-        output.note(f"--hidden {','.join(map(str, hidden))} applies to {', '.join(arm.name for arm in users)} (the core's "
-                    f"MLP), not to {', '.join(arm.name for arm in arms if arm not in users)} (a model plugin's network)")
-    chosen = [(arm, seed, *_select(arm, given, {**plan.fields, "seed": seed, "hidden": hidden if arm in users else None}))
-              for seed in plan.seeds for arm in arms]
+        others = ", ".join(arm.name for arm in arms if arm not in users)
+        output.note(f"--hidden {','.join(map(str, hidden))} applies to {', '.join(arm.name for arm in users)} "
+                    f"(the core's MLP), not to {others} (a model plugin's network)")
+    chosen: Chosen = []
+    for seed in plan.seeds:
+        for arm in arms:
+            fields = {**plan.fields, "seed": seed, "hidden": hidden if arm in users else None}
+            chosen.append((arm, seed, *_select(arm, given, fields)))
     used = {name for _, _, _, pipeline in chosen for name in pipeline.reasons}
     for name in given:
         if name not in used:
-            raise UserError(f"option -o {name}.{next(iter(given[name]))}=... is for plugin {name!r}, which no arm selects")
+            raise UserError(f"option -o {name}.{next(iter(given[name]))}=... is for plugin {name!r}, which no arm "
+                            "selects")
     return chosen
 
 
@@ -202,7 +209,8 @@ def _conduct(folder: Path, plan: Plan, arms: list[Arm], chosen: Chosen, dataset:
         state = _state(path)
         if state == "finished":
             continue
-        output.note(f"[{index}/{len(chosen)}] {'continuing' if state == 'resumable' else 'training'} {arm.name}, seed {seed}")
+        doing = "continuing" if state == "resumable" else "training"
+        output.note(f"[{index}/{len(chosen)}] {doing} {arm.name}, seed {seed}")
         try:
             ended = _train_pair(path, state, settings, pipeline, dataset, quiet)
             if ended in ("failed", "diverged"):
@@ -235,6 +243,7 @@ def _train_pair(path: Path, state: str, settings: Settings, pipeline, dataset: D
         if state == "resumable":
             return resume_run(path, None, None, output)["status"]
         if path.exists():  # started, but nothing to go on from: no finished epoch was checkpointed
+            RunFolder(path, []).close()  # refused while another process trains it
             shutil.rmtree(path)
         return train(settings, pipeline, path, output, dataset=dataset)["status"]
     except Exception:

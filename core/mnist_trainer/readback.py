@@ -46,7 +46,8 @@ def read_json(file: Path, what: str) -> dict:
         raise UserError(f"{file} is not readable JSON ({getattr(error, 'strerror', None) or error}): it is damaged; "
                         "restore it from a copy") from None
     if not isinstance(value, dict):
-        raise UserError(f"{file} holds {type(value).__name__}, not the {what} mnist-trainer writes; restore it from a copy")
+        raise UserError(f"{file} holds {type(value).__name__}, not the {what} mnist-trainer writes; restore it from "
+                        "a copy")
     return value
 
 

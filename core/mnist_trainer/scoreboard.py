@@ -113,4 +113,5 @@ def _write_file(folder: Path, name: str, write: Callable) -> None:
         records.atomic_write(folder / name, write)
     except OSError as error:
         raise UserError(f"cannot write {folder / name}: {error.strerror or error}; the arms' records are intact: free "
-                        f"some space (or move what is in the way), then mnist-compare --resume {folder} writes it") from None
+                        f"some space (or move what is in the way), then mnist-compare --resume {folder} writes it"
+                        ) from None
