@@ -47,7 +47,7 @@ def test_a_signal_stops_the_whole_comparison_and_resume_ends_it_as_if_uninterrup
     assert ended.returncode == code, ended.stderr
     name = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM"}.get(signal)
     assert killed or ended.stderr.strip().splitlines()[-1] == (
-        f"interrupted ({name}) during relu, seed 778; the finished runs are recorded in its comparison.json; "
+        f"interrupted ({name}) during relu, seed 778; the finished runs are in {stopped / 'comparison.json'}; "
         f"mnist-compare --resume {stopped} trains the rest and writes the comparison")
     recorded = json.loads((stopped / "comparison.json").read_text())
     assert recorded["status"] == ("running" if killed else "interrupted")

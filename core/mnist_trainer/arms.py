@@ -49,8 +49,10 @@ def parse_arms(texts: Sequence[str], extra: Sequence[str] = ()) -> list[Arm]:
     folders: set[str] = set()
     for text in texts:
         plugins, options = _parse_arm(text)
-        count = sum(arm.name.split("#")[0] == text for arm in arms)
-        name = f"{text}#{count + 1}" if count else text
+        name, count = text, 1
+        while any(arm.name == name for arm in arms):
+            count += 1
+            name = f"{text}#{count}"
         folder = _folder(name, folders)
         folders.add(folder)
         arms.append(Arm(name, tuple(sorted(set(plugins) | set(extra))), options, folder))

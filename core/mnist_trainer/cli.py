@@ -310,9 +310,10 @@ def compare(arms, plugins, assignments, seeds, score_on, out, resume, as_json, s
     if as_json:
         click.echo(to_json(result, indent=2))
     if result["interrupted"]:
+        folder = Path(result["out"])
         click.echo(f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}) {result['interrupted']}; the finished runs "
-                   f"are recorded in its comparison.json; mnist-compare --resume {shlex.quote(result['out'])} trains "
-                   "the rest and writes the comparison", err=True)
+                   f"are in {folder / 'comparison.json'}; mnist-compare --resume {shlex.quote(str(folder))} trains the "
+                   "rest and writes the comparison", err=True)
         sys.exit(143 if terminated else 130)
 
 

@@ -64,7 +64,11 @@ class Plan:
                             "continued: start a new comparison")
         settings = record.get("settings") if isinstance(record.get("settings"), dict) else {}
         _, _, fields = from_record({"plugins": [], "options": {}, "seed": 0, **settings}, f"{where}: plan.settings")
-        return cls(*(tuple(texts[key]) for key in ("arms", "plugins", "options")), tuple(check_seeds(seeds)),
+        try:
+            seeds = check_seeds(seeds)
+        except UserError as error:
+            raise UserError(f"{where}: plan.{error.message.removeprefix('--')}; the record is damaged") from None
+        return cls(*(tuple(texts[key]) for key in ("arms", "plugins", "options")), tuple(seeds),
                    {key: value for key, value in fields.items() if key != "seed"}, score_on)
 
 
