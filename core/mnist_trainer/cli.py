@@ -284,21 +284,30 @@ def evaluate(run, dataset, data_dir, device, as_json, show_traceback):
 
 
 @click.command(cls=_WithPlugins, context_settings={"help_option_names": ["-h", "--help"]},
-               epilog="Example: mnist-compare relu+normal-init relu+xavier relu+he --seeds 3 --dataset mnist-sample")
+               epilog="Example: mnist-compare relu+sgd relu+sgd[momentum=0.5] relu+he --seeds 3 --dataset mnist-sample")
 @click.argument("arms", nargs=-1, metavar="ARM...")
 @_training_options
 @click.option("--seeds", default="1", show_default=True, metavar="N|S,S,...",
-              help="Train every arm once per seed: a count (from --seed on) or a list, e.g. 777,1,2.")
+              help="Train every arm once per seed: a count (from --seed on) or a list of distinct seeds, e.g. 777,1,2.")
 @click.option("--score-on", type=click.Path(exists=True, file_okay=False), default=None, metavar="DIR",
-              help="Also evaluate every final model on the MNIST-format test set in DIR (e.g. the official one).")
+              help="Also evaluate every final model on the MNIST-format test set in DIR (e.g. the official one); "
+                   "checked before any arm trains.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Comparison folder [default: runs/compare-<timestamp>].")
-def compare(arms, plugins, assignments, seeds, score_on, out, as_json, show_traceback, **fields):
+              help="Comparison folder: a new one, or an earlier comparison of the same arms and settings to continue "
+                   "[default: runs/compare-<timestamp>].")
+@click.option("--resume", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Continue the comparison in DIR (interrupted, or killed): train only the arm-seed pairs it lacks, "
+                   "then write it whole.")
+@click.option("--mixed-data", is_flag=True,
+              help="Let arms train on different data (an arm selecting a dataset plugin); refused otherwise.")
+def compare(arms, plugins, assignments, seeds, score_on, out, resume, mixed_data, as_json, show_traceback, **fields):
     """Train each ARM (plugins joined by +, e.g. relu+xavier; core for none) on the same data and seeds, side by side.
 
-    --plugin adds a plugin to every arm (e.g. -p grad-stats); -o applies to every arm that selects the plugin.
+    An arm's plugin may carry its own options, relu+sgd[momentum=0.9,nesterov=true], over -o's. --plugin adds a
+    plugin to every arm (e.g. -p grad-stats); -o applies to every arm that selects the plugin; --hidden to the arms
+    built on the core's MLP. An arm that fails or diverges is recorded with its status while the others train.
     Writes every arm's run record, comparison.json, comparison.csv and, with matplotlib, curves.png and
-    gradients.png.
+    gradients.png. Ctrl-C or SIGTERM stops the whole comparison; --resume DIR continues it.
     """
     from . import compare as comparing
     from .distributed import launched
@@ -306,36 +315,61 @@ def compare(arms, plugins, assignments, seeds, score_on, out, as_json, show_trac
     if launched():
         raise UserError("mnist-compare trains its arms one after another in one process; under torchrun, "
                         "train each arm with torchrun -m mnist_trainer --plugin ... instead")
-    with _plugin_errors(show_traceback):
-        chosen = comparing.parse_arms(arms, plugins)
-        result = comparing.compare(chosen, comparing.parse_seeds(seeds, fields["seed"]), assignments,
-                                   {key: value for key, value in fields.items()}, out, score_on, _output(as_json))
+    if resume is not None:
+        _refuse_beside_compare_resume(click.get_current_context())
+    terminated = _on_sigterm_interrupt()
+    with _plugin_errors(show_traceback, terminated):
+        output = _output(as_json)
+        if resume is not None:
+            result = comparing.resume(resume, output)
+        else:
+            plan = comparing.plan(arms, plugins, assignments, seeds, score_on, fields, mixed_data)
+            result = comparing.compare(plan, out, output)
     if as_json:
         click.echo(to_json(result, indent=2))
+    if result["interrupted"]:
+        folder = Path(result["out"])
+        click.echo(f"interrupted ({'SIGTERM' if terminated else 'Ctrl-C'}) {result['interrupted']}; the finished runs "
+                   f"are in {folder / 'comparison.json'}; mnist-compare --resume {shlex.quote(str(folder))} trains the "
+                   "rest and writes the comparison", err=True)
+        sys.exit(143 if terminated else 130)
+
+
+def _refuse_beside_compare_resume(ctx: click.Context) -> None:
+    """A continued comparison keeps its arms and settings: anything that could change them is refused by name."""
+    for param in ctx.command.params:
+        if param.name not in ("resume", "as_json", "show_traceback") and param.expose_value and _given(param.name):
+            given = param.opts[0] if isinstance(param, click.Option) else "an ARM"
+            raise UserError(f"{given} cannot be given with --resume: the comparison keeps its arms and settings in its "
+                            "comparison.json; drop it, or start a new comparison")
 
 
 @click.command(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("records", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
                 metavar="RUN_OR_COMPARISON...")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The PNG file to write.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The picture to write; its extension names the format: png, pdf, svg, ...")
 @click.option("--kind", type=click.Choice(["curves", "gradients"]), default="curves", show_default=True,
               help="curves: training loss and test accuracy; gradients: each layer's gradient RMS (grad-stats).")
 def plot(records, out, kind):
-    """Draw learning curves (or gradient statistics) from existing mnist-run or mnist-compare records."""
+    """Draw learning curves (or gradient statistics) from existing mnist-run or mnist-compare records.
+
+    Each record is its own line (the same plugins twice are told apart by folder). Seeds that ended at
+    different epochs are averaged per epoch over those that reached it; values recorded as nan or inf
+    are not drawn. A moved or copied comparison still plots.
+    """
     try:
         from . import plots
     except ImportError:
         raise UserError("mnist-plot needs matplotlib: pip install 'mnist-trainer[plot]'") from None
-    from . import compare as comparing
+    from .readback import load
 
-    runs = {}
-    for path in records:
-        runs.update(comparing.load(path))
+    plots.check_format(out)
+    runs = load(records)
     figure = plots.curves(runs) if kind == "curves" else plots.gradients(runs)
-    if figure is None:
+    if figure is None and kind == "gradients":
         raise UserError("no gradient statistics in these records; train with -p grad-stats")
-    try:
-        plots.save(figure, out)
-    except OSError as error:
-        raise UserError(f"cannot write {out}: {error.strerror or error}") from None
+    if figure is None:
+        raise UserError("no finished epoch in these records: nothing to draw; give records of runs that trained")
+    plots.save(figure, out)
     click.echo(f"wrote {out}", err=True)

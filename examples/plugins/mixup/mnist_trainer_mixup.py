@@ -16,7 +16,6 @@ from attrs.validators import gt
 
 from mnist_trainer import Regularizer, hookimpl, number, option, options_hook
 
-CLASSES = 10
 CANDIDATES = 16  # each accepted with probability above 0.95: all 16 rejected below 0.05**16, about 1.5e-21
 
 
@@ -52,18 +51,18 @@ def beta_draws(alpha: float, count: int, generator: torch.Generator) -> torch.Te
     return torch.sigmoid(log_x - log_y)
 
 
-def mix(images, labels, alpha, generator):
+def mix(images, labels, alpha, generator, classes=10):
     """The mini-batch mixed with a shuffled copy of itself by one lam ~ Beta(alpha, alpha): images, probabilities."""
     lam = beta_draws(alpha, 1, generator).to(images.dtype)
     order = torch.randperm(images.shape[0], generator=generator, device=images.device)
-    targets = labels if labels.is_floating_point() else F.one_hot(labels, CLASSES).to(images.dtype)
+    targets = labels if labels.is_floating_point() else F.one_hot(labels, classes).to(images.dtype)
     return torch.lerp(images[order], images, lam), torch.lerp(targets[order], targets, lam.to(targets.dtype))
 
 
 @hookimpl
-def mnist_trainer_regularizer(options):
+def mnist_trainer_regularizer(options, data):
     alpha = options.alpha
     return Regularizer(
         f"mixup, lam ~ Beta({alpha}, {alpha}) per mini-batch, images and labels (training batches)",
-        transform=lambda images, labels, generator: mix(images, labels, alpha, generator),
+        transform=lambda images, labels, generator: mix(images, labels, alpha, generator, data.classes),
     )
