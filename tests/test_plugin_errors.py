@@ -93,6 +93,9 @@ MISTAKES = {
         "class Kept:\n    def state_dict(self):\n        import numpy\n        return {'best': numpy.float64(0.5)}\n"
         "    def load_state_dict(self, state):\n        pass",
         ["failed in state_dict", "its state['best'] holds a numpy.float64, which a checkpoint cannot hold"], True),
+    "a generator that is not one": (
+        "def mnist_trainer_run_start(run):\n    run.generators['mine'] = 5",
+        ["failed in mnist_trainer_run_start", "run.generators['mine'] must be a torch.Generator"], True),
     "state without its two methods": (
         "def mnist_trainer_state():\n    return dict",
         ["failed in mnist_trainer_state", "return a class with state_dict() and load_state_dict(state) methods"], True),

@@ -71,6 +71,24 @@ class Row(dict):
         return self[key]
 
 
+class Generators(dict):
+    """The run's random generators by name: each checked, where it is added, to be a `torch.Generator` (a checkpoint
+    saves its state), so the error names the plugin that added something else."""
+
+    def __init__(self, generators: dict | None = None):
+        super().__init__()
+        for name, generator in (generators or {}).items():
+            self[name] = generator
+
+    def __setitem__(self, name: str, generator: Any) -> None:
+        import torch
+
+        if not isinstance(name, str) or not isinstance(generator, torch.Generator):
+            raise TypeError(f"run.generators[{name!r}] must be a torch.Generator (its state is checkpointed), not "
+                            f"{type(generator).__name__}")
+        super().__setitem__(name, generator)
+
+
 def _is_row(run: "Run", attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, Row):
         raise TypeError("run.row is the core's: add to it (run.row[key] = value) instead of replacing it")
@@ -99,7 +117,7 @@ class Run:
     history: list[dict] = attrs.Factory(list)
     status: str | None = None
     reason: str | None = None
-    generators: dict = attrs.Factory(dict)
+    generators: Generators = attrs.field(factory=Generators, converter=Generators)
     started: float = attrs.Factory(time.perf_counter)
     ended: float | None = None
     stop_requested: str | None = None
