@@ -43,13 +43,14 @@ def run_json(*args, out):
     return json.loads(result.stdout), result.stderr.splitlines(), rows
 
 
-def test_the_five_example_plugins_compose_in_one_run(tmp_path):
+def test_the_example_plugins_compose_in_one_run_with_first_party_ones(tmp_path):
     plugins = ["relu", "sgd", "cosine", "shift", "label-smoothing", "early-stop"]
     summary, lines, rows = run_json(*(arg for name in plugins for arg in ("--plugin", name)), "--lr", "0.001",
-                                    "--dataset", "mnist-sample", out=tmp_path / "run")
+                                    "-o", "sgd.momentum=0.9", "--dataset", "mnist-sample", out=tmp_path / "run")
     pipeline = {line.split()[0]: line for line in lines[:7]}
     assert "ReLU [relu]" in pipeline["model"]
     assert "[label-smoothing]" in pipeline["loss"] and "[shift]" in pipeline["regularizer"]
+    assert pipeline["optimizer"].split()[1:3] == ["SGD", "(fused):"] and "momentum=0.9" in pipeline["optimizer"]
     assert "[sgd], lr=0.001 (--lr); cosine" in pipeline["optimizer"] and pipeline["optimizer"].endswith("[cosine]")
     assert "early-stop (run_start, epoch_end, run_end)" in pipeline["events"]
     epochs = [row for row in rows if row["stage"] == "epoch"]
