@@ -11,6 +11,12 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray")
+STYLES = ("-", "--", ":")  # past eight arms the colours come round again, dashed, then dotted
+
+
+def look(index: int) -> dict:
+    """The colour and line style of the arm at `index`: distinct for the first 24 arms."""
+    return {"color": COLOURS[index % len(COLOURS)], "linestyle": STYLES[index // len(COLOURS) % len(STYLES)]}
 
 
 def curves(runs: dict[str, list[list[dict]]]) -> Figure:
@@ -18,12 +24,12 @@ def curves(runs: dict[str, list[list[dict]]]) -> Figure:
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     loss, accuracy = figure.subplots(1, 2)
     for index, (arm, seeds) in enumerate(runs.items()):
-        colour = COLOURS[index % len(COLOURS)]
+        colour = look(index)["color"]
         epochs = [row["epoch"] for row in seeds[0]]
         for axes, key in ((loss, "train_loss"), (accuracy, "test_accuracy")):
             values = [[row[key] for row in rows] for rows in seeds]
             mean = [sum(column) / len(column) for column in zip(*values)]
-            axes.plot(epochs, mean, label=arm, color=colour, marker="o", markersize=3)
+            axes.plot(epochs, mean, label=arm, **look(index), marker="o", markersize=3)
             if len(seeds) > 1:
                 axes.fill_between(epochs, [min(c) for c in zip(*values)], [max(c) for c in zip(*values)], color=colour, alpha=0.2)
     loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="training loss")
@@ -43,7 +49,7 @@ def gradients(runs: dict[str, list[list[dict]]]) -> Figure | None:
     for index, (arm, seeds) in enumerate(recorded.items()):
         layers = sorted(int(key.rsplit("_", 1)[1]) for key in seeds[0][-1] if key.startswith("grad_rms_"))
         means = [sum(rows[-1][f"grad_rms_{layer}"] for rows in seeds) / len(seeds) for layer in layers]
-        axes.plot(layers, means, label=arm, color=COLOURS[index % len(COLOURS)], marker="o")
+        axes.plot(layers, means, label=arm, **look(index), marker="o")
     axes.set(xlabel="weight layer (1 = input)", ylabel="gradient RMS", yscale="log", title="gradient reaching each layer")
     axes.set_xticks(layers)
     axes.legend(fontsize="small")
