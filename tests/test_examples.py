@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT, console
+from tests.conftest import BIN, ROOT, T10K, console, requires_t10k
 
 TINY = ["--dataset", "synthetic:300", "--epochs", "1", "--batch-size", "50", "--hidden", "16", "--device", "cpu"]
 
@@ -33,6 +33,19 @@ def test_lab9_is_one_mnist_compare_of_its_five_configurations(tmp_path):
     assert [arm["name"] for arm in arms] == ["relu+normal-init", "relu+xavier", "relu+he", "relu+xavier+dropout", "batchnorm+he"]
     assert all("grad-stats" in arm["plugins"] and 0 <= arm["final_test_accuracy"]["mean"] <= 1 for arm in arms)
     assert (tmp_path / "lab9" / "curves.png").is_file() and (tmp_path / "lab9" / "gradients.png").is_file()
+
+
+@requires_t10k
+def test_optimizers_is_one_mnist_compare_of_adam_and_every_optimizer_plugin_scored_on_the_official_digits(tmp_path):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MNIST_T10K": str(T10K)}
+    out = subprocess.run([ROOT / "examples" / "optimizers.sh", *TINY, "--seeds", "1", "--out", tmp_path / "optimizers",
+                          "--json"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    arms = json.loads(out.stdout)["arms"]
+    assert [arm["name"] for arm in arms] == ["core", "sgd", "adadelta", "adagrad", "adamax", "asgd", "lbfgs", "rmsprop",
+                                             "rprop", "adamw", "nadam", "radam"]
+    assert all({"he", "relu"} <= set(arm["plugins"]) and 0 <= arm["scored_accuracy"]["mean"] <= 1 for arm in arms)
+    assert (tmp_path / "optimizers" / "curves.png").is_file()
 
 
 def run_json(*args, out):
