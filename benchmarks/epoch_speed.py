@@ -4,12 +4,15 @@
     python benchmarks/epoch_speed.py --record         # ... and appends the output to benchmarks/RESULTS.md
     python benchmarks/epoch_speed.py --scaling        # also synthetic 60,000 vs 240,000 through mnist-trainer
     python benchmarks/epoch_speed.py --cnn            # also Lab 11's CNN, by hand and as --plugin cnn --plugin relu
+    python benchmarks/epoch_speed.py --optimizer rmsprop  # every loop with --plugin rmsprop's optimizer
     python benchmarks/epoch_speed.py --tiny           # a seconds-long smoke run of everything (the test suite's)
 
 Each variant runs in its own process, on the same data, model (784-256-256-10 ReLU,
 Xavier uniform; or the CNN) and settings (batch 100, Adam, lr 0.001, test-split
 evaluation every epoch), and reports the median epoch after a warm-up epoch and its
-peak resident memory.
+peak resident memory. With ``--optimizer NAME`` the plain loops build the torch class,
+rate and arguments (implementation included) that ``--plugin NAME`` builds, and
+mnist-trainer runs with ``--plugin NAME``; then no targets are checked (they are Adam's).
 """
 
 from __future__ import annotations
@@ -57,7 +60,40 @@ def lab11_cnn() -> torch.nn.Sequential:
                          nn.Flatten(), nn.Linear(64 * 7 * 7, 10))
 
 
-def course_loop(dataset: str, epochs: int) -> list[tuple[float, float]]:
+def make_optimizer(parameters, name: str | None) -> torch.optim.Optimizer:
+    """Adam with its defaults (lr 0.001), or what ``--plugin NAME`` builds: its class, rate and arguments."""
+    if name is None:
+        return torch.optim.Adam(parameters)
+    plugin = optimizer_plugin(name)
+    return (plugin.build_as or getattr(torch.optim, plugin.torch_class))(parameters, lr=plugin.lr,
+                                                                           **plugin.arguments(plugin.options(), "cpu"))
+
+
+def optimizer_plugin(name: str):
+    import mnist_trainer_optimizers
+
+    if name not in mnist_trainer_optimizers.FAMILY:
+        raise SystemExit(f"--optimizer {name!r}: choose one of {', '.join(mnist_trainer_optimizers.FAMILY)}")
+    return mnist_trainer_optimizers.FAMILY[name]
+
+
+def step(optimizer: torch.optim.Optimizer, loss_of) -> torch.Tensor:
+    """One optimizer step; `loss_of()` is the mini-batch's forward pass and loss, which LBFGS evaluates repeatedly."""
+
+    def closure():
+        optimizer.zero_grad()
+        cost = loss_of()
+        cost.backward()
+        return cost
+
+    if isinstance(optimizer, torch.optim.LBFGS):
+        return optimizer.step(closure)
+    cost = closure()
+    optimizer.step()
+    return cost
+
+
+def course_loop(dataset: str, epochs: int, optimizer: str | None = None) -> list[tuple[float, float]]:
     """The lab's pattern: a torchvision dataset, ToTensor per sample, DataLoader, Adam(lr=0.001)."""
     from torchvision import datasets, transforms
 
@@ -67,17 +103,14 @@ def course_loop(dataset: str, epochs: int) -> list[tuple[float, float]]:
     loader = torch.utils.data.DataLoader(train, batch_size=BATCH, shuffle=True, drop_last=True)
     model = mlp()
     criterion = torch.nn.CrossEntropyLoss()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+    optimizer = make_optimizer(model.parameters(), optimizer)
     timings = []
     for _ in range(epochs):
         started = time.perf_counter()
         avg_cost = 0
         for X, Y in loader:
             X = X.view(-1, 28 * 28)
-            optimizer.zero_grad()
-            cost = criterion(model(X), Y)
-            cost.backward()
-            optimizer.step()
+            cost = step(optimizer, lambda: criterion(model(X), Y))
             avg_cost += cost / len(loader)
         trained = time.perf_counter()
         with torch.no_grad():
@@ -87,12 +120,12 @@ def course_loop(dataset: str, epochs: int) -> list[tuple[float, float]]:
     return timings
 
 
-def plain_loop(dataset: str, epochs: int, model=mlp) -> list[tuple[float, float]]:
+def plain_loop(dataset: str, epochs: int, optimizer: str | None = None, model=mlp) -> list[tuple[float, float]]:
     """By hand over preloaded float tensors, shuffled with randperm; Adam with its defaults."""
     data = load(dataset)
     X, Y, X_test, Y_test = data.train.images, data.train.labels, data.test.images, data.test.labels
     model = model()
-    optimizer = torch.optim.Adam(model.parameters())
+    optimizer = make_optimizer(model.parameters(), optimizer)
     batches = len(Y) // BATCH
     timings = []
     for _ in range(epochs):
@@ -102,10 +135,7 @@ def plain_loop(dataset: str, epochs: int, model=mlp) -> list[tuple[float, float]
         avg_cost = 0
         for i in range(batches):
             index = perm[i * BATCH : (i + 1) * BATCH]
-            optimizer.zero_grad()
-            cost = torch.nn.functional.cross_entropy(model(X[index]), Y[index])
-            cost.backward()
-            optimizer.step()
+            cost = step(optimizer, lambda: torch.nn.functional.cross_entropy(model(X[index]), Y[index]))
             avg_cost += cost.detach() / batches
         trained = time.perf_counter()
         model.eval()
@@ -116,12 +146,15 @@ def plain_loop(dataset: str, epochs: int, model=mlp) -> list[tuple[float, float]
     return timings
 
 
-def mnist_trainer_run(dataset: str, epochs: int, plugins=("relu", "xavier")) -> list[tuple[float, float]]:
-    """The same run through the project's public API: --plugin relu --plugin xavier (or cnn's plugins)."""
+def mnist_trainer_run(dataset: str, epochs: int, optimizer: str | None = None,
+                      plugins=("relu", "xavier")) -> list[tuple[float, float]]:
+    """The same run through the project's public API: --plugin relu --plugin xavier (or cnn's plugins), and the
+    optimizer's plugin."""
     from mnist_trainer.build import select
     from mnist_trainer.session import Output, train
 
-    settings, pipeline = select(list(plugins), [], dataset=dataset, epochs=epochs, device="cpu")
+    selected = [*plugins, optimizer] if optimizer else list(plugins)
+    settings, pipeline = select(selected, [], dataset=dataset, epochs=epochs, device="cpu")
     with tempfile.TemporaryDirectory() as folder:
         quiet = Output(say=lambda line: None, warn=lambda line: None)
         train(settings, pipeline, Path(folder, "run"), quiet)
@@ -169,14 +202,16 @@ def write_idx(path: Path, array: torch.Tensor) -> None:
 
 # ----- measuring -----------------------------------------------------------------------------
 
-def run_variant(name: str, dataset: str, epochs: int) -> dict:
+def run_variant(name: str, dataset: str, epochs: int, optimizer: str | None = None) -> dict:
     """Run one variant in a fresh process; its epoch and evaluation seconds after the warm-up, and peak memory."""
-    out = subprocess.run([sys.executable, __file__, "--variant", name, "--dataset", dataset, "--epochs", str(epochs)],
-                         capture_output=True, text=True, check=True)
+    chosen = ["--optimizer", optimizer] if optimizer else []
+    out = subprocess.run([sys.executable, __file__, "--variant", name, "--dataset", dataset, "--epochs", str(epochs),
+                          *chosen], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.splitlines()[-1])
 
 
-def run_rounds(names: list[tuple[str, str]], epochs: int, rounds: int) -> dict[tuple[str, str], dict]:
+def run_rounds(names: list[tuple[str, str]], epochs: int, rounds: int,
+               optimizer: str | None = None) -> dict[tuple[str, str], dict]:
     """Each (variant, dataset) `rounds` times, alternating, so that a slow spell of a shared machine hits all alike.
 
     Returns per pair: the median epoch and evaluation seconds over every round's epochs after
@@ -185,7 +220,7 @@ def run_rounds(names: list[tuple[str, str]], epochs: int, rounds: int) -> dict[t
     runs = {pair: [] for pair in names}
     for _ in range(rounds):
         for pair in names:
-            runs[pair].append(run_variant(*pair, epochs))
+            runs[pair].append(run_variant(*pair, epochs, optimizer))
     return {pair: {
         "epoch_seconds": statistics.median(t for r in rs for t in r["epochs"]),
         "eval_seconds": statistics.median(t for r in rs for t in r["evals"]),
@@ -194,8 +229,8 @@ def run_rounds(names: list[tuple[str, str]], epochs: int, rounds: int) -> dict[t
     } for pair, rs in runs.items()}
 
 
-def child(name: str, dataset: str, epochs: int) -> None:
-    timings = VARIANTS[name](dataset, epochs)
+def child(name: str, dataset: str, epochs: int, optimizer: str | None) -> None:
+    timings = VARIANTS[name](dataset, epochs, optimizer)
     after_warmup = timings[1:] or timings
     print(json.dumps({
         "epochs": [t for t, _ in after_warmup],
@@ -248,20 +283,23 @@ def main() -> None:
     parser.add_argument("--dataset", help="default: fashion-mnist when installed, else synthetic:60000")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is a warm-up")
     parser.add_argument("--rounds", type=int, default=2, help="alternating runs of each variant")
-    parser.add_argument("--tiny", action="store_true", help="synthetic:1200, 2 epochs, every part, no targets")
+    parser.add_argument("--tiny", action="store_true",
+                        help="synthetic:1200, 2 epochs, every part (with --optimizer: the MLP's), no targets")
     parser.add_argument("--scaling", action="store_true", help="also time mnist-trainer on synthetic 60,000 and 240,000")
     parser.add_argument("--cnn", action="store_true", help="also time Lab 11's CNN by hand and through mnist-trainer")
     parser.add_argument("--cnn-dataset", help="the CNN's data (default: --dataset); its epochs are ~20x the MLP's on a CPU")
+    parser.add_argument("--optimizer", metavar="NAME", help="every loop with this optimizer plugin's optimizer")
     parser.add_argument("--record", action="store_true", help=f"append the output to {RESULTS}")
     args = parser.parse_args()
     if args.variant:
-        return child(args.variant, args.dataset, args.epochs)
+        return child(args.variant, args.dataset, args.epochs, args.optimizer)
     if args.tiny:
         args.dataset, args.epochs, args.rounds = "synthetic:1200", 2, 1
     dataset = args.dataset or ("fashion-mnist" if (FASHION / "train-images-idx3-ubyte.gz").exists() else "synthetic:60000")
-    lines = report(dataset, args.epochs, args.rounds, checks=not args.tiny)
-    if args.cnn or args.tiny:
-        lines += cnn_report(args.cnn_dataset or dataset, args.epochs, args.rounds, checks=not args.tiny)
+    checks, optimizer = not (args.tiny or args.optimizer), args.optimizer
+    lines = [optimizer_line(optimizer), *report(dataset, args.epochs, args.rounds, checks, optimizer)]
+    if args.cnn or (args.tiny and not optimizer):
+        lines += cnn_report(args.cnn_dataset or dataset, args.epochs, args.rounds, checks, optimizer)
     if args.scaling:
         lines += scaling(args.epochs, args.rounds)
     text = "\n".join(lines)
@@ -272,11 +310,19 @@ def main() -> None:
             file.write(f"\n## {time.strftime('%Y-%m-%d')}: `{command}`\n\nMachine: {machine()}\n\n```\n{text}\n```\n")
 
 
-def report(dataset: str, epochs: int, rounds: int, checks: bool) -> list[str]:
+def optimizer_line(name: str | None) -> str:
+    if name is None:
+        return "optimizer: Adam at 0.001 (the loops by hand: torch's default implementation; mnist-trainer: fused)"
+    plugin = optimizer_plugin(name)
+    arguments = ", ".join(f"{key}={value}" for key, value in plugin.arguments(plugin.options(), "cpu").items())
+    return f"optimizer: {plugin.torch_class}(lr={plugin.lr}, {arguments}) in every loop (--plugin {name})"
+
+
+def report(dataset: str, epochs: int, rounds: int, checks: bool, optimizer: str | None = None) -> list[str]:
     data = load(dataset)
     train_size, test_size = len(data.train), len(data.test)
     del data
-    measured = run_rounds([(name, dataset) for name in MLP_VARIANTS], epochs, rounds)
+    measured = run_rounds([(name, dataset) for name in MLP_VARIANTS], epochs, rounds, optimizer)
     results = {name: measured[name, dataset] for name in MLP_VARIANTS}
     flops = epoch_flops(train_size, test_size)
     floor = flops / matmul_rate()
@@ -303,9 +349,9 @@ def report(dataset: str, epochs: int, rounds: int, checks: bool) -> list[str]:
     return lines
 
 
-def cnn_report(dataset: str, epochs: int, rounds: int, checks: bool) -> list[str]:
+def cnn_report(dataset: str, epochs: int, rounds: int, checks: bool, optimizer: str | None = None) -> list[str]:
     """Lab 11's CNN by hand (preloaded tensors, randperm, default Adam) against --plugin cnn --plugin relu."""
-    measured = run_rounds([(name, dataset) for name in CNN_VARIANTS], epochs, rounds)
+    measured = run_rounds([(name, dataset) for name in CNN_VARIANTS], epochs, rounds, optimizer)
     results = {name: measured[name, dataset] for name in CNN_VARIANTS}
     plain = results["plain cnn loop"]["epoch_seconds"]
     lines = [

@@ -24,6 +24,16 @@ def test_epoch_speed_tiny_mode_reports_all_three_loops():
     assert "target" not in out.stdout  # the tiny mode checks no targets
 
 
+def test_epoch_speed_times_every_mlp_loop_with_an_optimizer_plugins_optimizer():
+    out = subprocess.run([sys.executable, ROOT / "benchmarks" / "epoch_speed.py", "--tiny", "--optimizer", "lbfgs"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("optimizer: LBFGS(lr=1.0, max_iter=2, max_eval=5,") and "--plugin lbfgs" in lines[0]
+    rows = {line.split()[0] for line in lines if re.match(r"(course loop|plain loop|mnist-trainer)\s+[\d.]+\s", line)}
+    assert rows == {"course", "plain", "mnist-trainer"} and "cnn" not in out.stdout and "target" not in out.stdout
+
+
 def test_checkpoint_cost_tiny_mode_measures_both_models():
     out = subprocess.run([sys.executable, ROOT / "benchmarks" / "checkpoint_cost.py", "--tiny"],
                          capture_output=True, text=True, timeout=300)
