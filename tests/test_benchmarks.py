@@ -7,21 +7,38 @@ import sys
 from tests.conftest import ROOT
 
 
-def test_epoch_speed_tiny_mode_reports_all_three_loops():
+ROW = re.compile(r"(course loop|plain loop|same-parts loop|mnist-trainer|\+ step_end|\+ before_step)\s+([\d.]+)\s+"
+                 r"([\d.]+)x\s+([\d.]+)x\s+([\d.]+)%\s+(\d+) MiB")
+
+
+def test_epoch_speed_tiny_mode_reports_every_loop_and_listener():
     out = subprocess.run([sys.executable, ROOT / "benchmarks" / "epoch_speed.py", "--tiny"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     rows = {}
     for line in out.stdout.splitlines():
-        match = re.match(r"(course loop|plain loop|mnist-trainer)\s+([\d.]+)\s+([\d.]+)x\s+([\d.]+)x\s+([\d.]+)%\s+(\d+) MiB", line)
+        match = ROW.match(line)
         if match:
             rows[match[1]] = [float(value) for value in match.groups()[1:]]
-    assert set(rows) == {"course loop", "plain loop", "mnist-trainer"}, out.stdout
-    assert rows["plain loop"][1] == 1.0 and rows["course loop"][2] == 1.0
+    assert set(rows) == {"course loop", "plain loop", "same-parts loop", "mnist-trainer", "+ step_end",
+                         "+ before_step"}, out.stdout
+    assert rows["plain loop"][1] == 1.0 and rows["mnist-trainer"][2] == 1.0
     assert all(seconds > 0 and 0 <= share < 100 and rss > 0 for seconds, _, _, share, rss in rows.values())
+    assert "same-parts cnn loop" in out.stdout and "mnist-trainer cnn" in out.stdout
     floor = re.search(r"matmul floor: ([\d.]+) s/epoch \(([\d.]+) GFLOP", out.stdout)
     assert floor and float(floor[1]) > 0 and float(floor[2]) == 1.6  # 1,200 images: 1.6 GFLOP per epoch
     assert "target" not in out.stdout  # the tiny mode checks no targets
+
+
+def test_epoch_speed_times_every_mlp_loop_with_an_optimizer_plugins_optimizer():
+    out = subprocess.run([sys.executable, ROOT / "benchmarks" / "epoch_speed.py", "--tiny", "--optimizer", "lbfgs"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("optimizer: LBFGS(lr=1.0, max_iter=2, max_eval=5,") and "--plugin lbfgs" in lines[0]
+    rows = {line.split()[0] for line in lines if ROW.match(line)}
+    assert rows == {"course", "plain", "same-parts", "mnist-trainer", "+"} and "cnn" not in out.stdout
+    assert "target" not in out.stdout
 
 
 def test_checkpoint_cost_tiny_mode_measures_both_models():

@@ -134,6 +134,23 @@ def test_bad_input_is_one_line_exit_2(run_cli, tmp_path, case):
         assert [p.name for p in (tmp_path / "old").iterdir()] == ["config.json"]
 
 
+OPTIMIZER_NONSENSE = {
+    "sparseadam": (["--plugin", "sparseadam"], ["needs sparse gradients", "the core's Adam", "--plugin adamw"]),
+    "nesterov": (["--plugin", "sgd", "-o", "sgd.nesterov=true"], ["sgd.nesterov=true needs sgd.momentum above 0"]),
+    "momentum": (["--plugin", "rmsprop", "-o", "rmsprop.momentum=-0.9"], ["-o rmsprop.momentum=-0.9", "[0, 1)"]),
+    "betas": (["--plugin", "adamw", "-o", "adamw.betas=0.9,0.99,0.9"], ["-o adamw.betas=0.9,0.99,0.9", "two numbers"]),
+    "lbfgs": (["--plugin", "lbfgs", "-o", "lbfgs.max_iter=20"], ["lbfgs.max_eval of at least 20"]),
+}
+
+
+@pytest.mark.parametrize("case", list(OPTIMIZER_NONSENSE))
+def test_an_optimizer_plugins_nonsense_is_one_line_before_any_folder(run_cli, tmp_path, case):
+    args, words = OPTIMIZER_NONSENSE[case]
+    result = run_cli(*args, "--dataset", "synthetic:100", "--batch-size", "10", "--epochs", "1", "--out", tmp_path / "x")
+    assert_user_error(result, words)
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_cuda(run_cli):
     assert_user_error(run_cli("--device", "cuda"), ["no CUDA device", "--device cpu"])

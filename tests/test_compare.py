@@ -96,6 +96,15 @@ def test_the_plots_show_one_labelled_line_per_arm(run_cli, tmp_path):
         assert imread(tmp_path / "cmp" / name).shape[:2] == size
 
 
+def test_a_dozen_arms_get_a_dozen_distinct_lines():
+    from mnist_trainer import plots
+
+    runs = {f"arm{index}": [[{"epoch": 1, "train_loss": 1.0, "test_accuracy": 0.5}]] for index in range(12)}
+    lines = plots.curves(runs).axes[0].get_lines()
+    assert len({(line.get_color(), line.get_linestyle()) for line in lines}) == 12
+    assert {line.get_linestyle() for line in lines[:8]} == {"-"}  # up to eight arms, as before: solid lines
+
+
 def test_mnist_plot_draws_from_records_and_needs_matplotlib(run_cli, tmp_path):
     run_cli("--plugin", "relu", *FAST, "--out", tmp_path / "run")
     result = run_cli(tmp_path / "run", "--out", tmp_path / "curves.png", command=cli.plot)

@@ -1,7 +1,8 @@
-"""Every subset of {relu, dropout, batchnorm} crossed with {none, xavier, he}, in the core's MLP and in cnn,
-through the installed plugins."""
+"""Every subset of {relu, dropout, batchnorm} crossed with {none, xavier, he}, in the core's MLP and in cnn, and every
+optimizer under a schedule, through the installed plugins."""
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -88,3 +89,17 @@ def test_two_init_plugins_are_refused():
     registry.load(manager, ["xavier", "he"])
     with pytest.raises(UserError, match="plugins 'he' and 'xavier' both fill the init slot"):
         compose(manager, SETTINGS)
+
+
+RATES = {"sgd": 0.01, "adadelta": 1.0, "adagrad": 0.01, "adamax": 0.002, "asgd": 0.01, "lbfgs": 1.0, "rmsprop": 0.001,
+         "rprop": 0.01, "adamw": 0.001, "nadam": 0.002, "radam": 0.001}  # each optimizer's conventional rate
+
+
+@pytest.mark.parametrize("optimizer", RATES)
+def test_cosine_anneals_each_optimizers_own_rate_and_the_record_follows_it(optimizer):
+    manager = registry.make_manager()
+    registry.load(manager, ["cosine", optimizer])
+    run = testing.fit(manager, testing.settings(epochs=4, hidden=(16,)), DATA)
+    expected = [RATES[optimizer] * (1 + math.cos(math.pi * epoch / 4)) / 2 for epoch in range(4)]
+    assert [row["lr"] for row in run.history] == pytest.approx(expected, rel=1e-12)
+    assert all(math.isfinite(row["train_loss"]) for row in run.history)

@@ -155,3 +155,29 @@ def test_rbm_pretraining_and_a_norm_are_refused_together_before_any_work(run_cli
     assert_user_error(run_cli("-p", "rbm-pretrain", "-p", "batchnorm", *FAST, "--out", out),
                       ["plugin 'rbm-pretrain' cannot initialise a network whose norm slot plugin 'batchnorm' fills"])
     assert not out.exists()
+
+
+STRIDED_SHORTCUT = """
+from torch import nn
+from mnist_trainer import Model, hookimpl
+
+@hookimpl
+def mnist_trainer_model():
+    def build(slots):
+        return nn.Sequential(nn.Unflatten(1, (1, 28, 28)), nn.Conv2d(1, 4, 3, padding=1), slots.activation(),
+                             nn.Conv2d(4, 8, 1, stride=2), nn.Flatten(), nn.Linear(8 * 14 * 14, 10))
+    return Model("strided 1x1 shortcut", build, uses=("activation",), layout="channels_last")
+"""
+
+
+def test_channels_last_is_refused_where_onednn_trains_it_wrong_and_said_so(run_cli, fake_plugin, tmp_path):
+    fake_plugin("shortcut", STRIDED_SHORTCUT)
+    out = tmp_path / "run"
+    fast = [a for a in FAST if a not in ("--hidden", "32,32")]
+    result = run_cli("-p", "shortcut", *fast, "--epochs", "1", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "layout       kept=contiguous  reason=a strided 1x1 Conv2d of 4 input channels" in result.stdout
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["stage"] == "layout" and lines[0]["kept"] == "contiguous"
+    cnn = run_cli("-p", "cnn", "-o", "cnn.channels=4", *fast, "--epochs", "1", "--out", tmp_path / "cnn")
+    assert cnn.exit_code == 0 and "layout " not in cnn.stdout  # 3x3 convolutions: channels-last, as cnn asks

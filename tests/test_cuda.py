@@ -64,3 +64,18 @@ def test_one_process_under_torchrun_over_nccl(tmp_path):
     result = torchrun("-p", "relu", *FAST, "--device", "cuda", "--backend", "nccl", "--out", tmp_path / "run", nproc=1)
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "run" / "config.json").read_text())["summary"]["status"] == "completed"
+
+
+CUDA_IMPLEMENTATIONS = {"sgd": "fused", "adadelta": "foreach", "adagrad": "fused", "adamax": "foreach",
+                        "asgd": "foreach", "lbfgs": "for-loop", "rmsprop": "foreach", "rprop": "foreach",
+                        "adamw": "fused", "nadam": "foreach", "radam": "foreach"}
+
+
+@pytest.mark.parametrize("optimizer", CUDA_IMPLEMENTATIONS)
+def test_each_optimizer_plugin_trains_on_cuda_in_the_implementation_it_names(run_cli, tmp_path, optimizer):
+    out = tmp_path / optimizer
+    result = run_cli("-p", "relu", "-p", optimizer, *FAST, "--device", "cuda", "--out", out)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("optimizer "))
+    assert f"({CUDA_IMPLEMENTATIONS[optimizer]}): " in line
+    assert json.loads((out / "config.json").read_text())["summary"]["status"] == "completed"

@@ -129,6 +129,19 @@ def test_two_processes_train_as_one_does(tmp_path, plugins):
     assert sorted(path.name for path in (tmp_path / "two").iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "model.pt"]
 
 
+def test_lbfgs_line_searches_see_the_global_batchs_loss_on_every_process(tmp_path):
+    """Each process's line search must see one loss, the global batch's, or they evaluate the closure different numbers
+    of times and their collectives part: the run died so before the closure's loss was averaged. (It does not end
+    bitwise where one process does: the search's cubic interpolation magnifies the loss's last digits, which another
+    order of sums changes, so two runs part by ~1e-2 within a few steps.)"""
+    out = tmp_path / "lbfgs"
+    result = torchrun("--plugin", "relu", "--plugin", "lbfgs", "--dataset", "synthetic:600", "--epochs", "2",
+                      "--batch-size", "50", "--hidden", "32", "--device", "cpu", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "config.json").read_text())["summary"]["status"] == "completed"
+    assert epochs(out)[-1]["test_accuracy"] > 0.9
+
+
 def test_every_rank_starts_from_the_same_pretrained_weights_as_one_process(tmp_path):
     flags = ["--plugin", "rbm-pretrain", "-o", "rbm-pretrain.epochs=1", *SHORT[:3], "2", *SHORT[4:]]  # 2 epochs
     one = console("mnist-run", *flags, "--out", tmp_path / "one", env=ENV)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import BIN, ROOT, console
+from tests.conftest import BIN, ROOT, T10K, console, requires_t10k
 
 TINY = ["--dataset", "synthetic:300", "--epochs", "1", "--batch-size", "50", "--hidden", "16", "--device", "cpu"]
 
@@ -36,6 +36,19 @@ def test_lab9_is_one_mnist_compare_of_its_five_configurations(tmp_path):
     assert (tmp_path / "lab9" / "curves.png").is_file() and (tmp_path / "lab9" / "gradients.png").is_file()
 
 
+@requires_t10k
+def test_optimizers_is_one_mnist_compare_of_adam_and_every_optimizer_plugin_scored_on_the_official_digits(tmp_path):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MNIST_T10K": str(T10K)}
+    out = subprocess.run([ROOT / "examples" / "optimizers.sh", *TINY, "--seeds", "1", "--out", tmp_path / "optimizers",
+                          "--json"], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    arms = json.loads(out.stdout)["arms"]
+    assert [arm["name"] for arm in arms] == ["core", "sgd", "adadelta", "adagrad", "adamax", "asgd", "lbfgs", "rmsprop",
+                                             "rprop", "adamw", "nadam", "radam"]
+    assert all({"he", "relu"} <= set(arm["plugins"]) and 0 <= arm["scored_accuracy"]["mean"] <= 1 for arm in arms)
+    assert (tmp_path / "optimizers" / "curves.png").is_file()
+
+
 def run_json(*args, out):
     """``mnist-run ... --json`` as a subprocess: (summary, stdout+stderr lines, metrics.jsonl rows)."""
     result = console("mnist-run", *args, "--device", "cpu", "--out", out, "--json")
@@ -44,13 +57,14 @@ def run_json(*args, out):
     return json.loads(result.stdout), result.stderr.splitlines(), rows
 
 
-def test_the_five_example_plugins_compose_in_one_run(tmp_path):
+def test_the_example_plugins_compose_in_one_run_with_first_party_ones(tmp_path):
     plugins = ["relu", "sgd", "cosine", "shift", "label-smoothing", "early-stop"]
     summary, lines, rows = run_json(*(arg for name in plugins for arg in ("--plugin", name)), "--lr", "0.001",
-                                    "--dataset", "mnist-sample", out=tmp_path / "run")
+                                    "-o", "sgd.momentum=0.9", "--dataset", "mnist-sample", out=tmp_path / "run")
     pipeline = {line.split()[0]: line for line in lines[:8]}
     assert "ReLU [relu]" in pipeline["model"]
     assert "[label-smoothing]" in pipeline["loss"] and "[shift]" in pipeline["regularizer"]
+    assert pipeline["optimizer"].split()[1:3] == ["SGD", "(fused):"] and "momentum=0.9" in pipeline["optimizer"]
     assert "[sgd], lr=0.001 (--lr); cosine" in pipeline["optimizer"] and pipeline["optimizer"].endswith("[cosine]")
     assert "early-stop (run_start, epoch_end, run_end)" in pipeline["events"]
     epochs = [row for row in rows if row["stage"] == "epoch"]

@@ -121,15 +121,29 @@ def check_fits(pipeline: Pipeline, device: torch.device | None) -> None:
                         where, "choose a smaller one (--hidden, or the model plugin's options)")
 
 
-def in_layout(network: torch.nn.Module, pipeline: Pipeline) -> torch.nn.Module:
+ONEDNN_BLOCK = 16  # input channels below oneDNN's block make its strided 1x1 backward-weights kernel overrun
+
+
+def in_layout(network: torch.nn.Module, pipeline: Pipeline, report=None) -> torch.nn.Module:
     """The network's weights in the memory format its model asks for (`Model.layout`).
 
     Applied after the init stage (so seeded weights are those of the usual layout) and again by
     mnist-eval, since the layout decides the order of the sums and the metrics must come out the same.
+    A network asking for channels-last that holds a strided 1x1 convolution of fewer than 16 input
+    channels stays contiguous, and `report` says so: on a CPU, oneDNN's backward pass of that
+    convolution in channels-last writes past its workspace (a hang, a crash, or wrong gradients with no
+    error; oneDNN issue 6035), whatever the rest of the network.
     """
-    if pipeline.model[1].layout == "channels_last":
-        return network.to(memory_format=torch.channels_last)
-    return network
+    if pipeline.model[1].layout != "channels_last":
+        return network
+    faulty = [module for module in network.modules() if isinstance(module, torch.nn.Conv2d)
+              and module.kernel_size == (1, 1) and max(module.stride) > 1 and module.in_channels < ONEDNN_BLOCK]
+    if faulty and next(network.parameters()).device.type == "cpu":
+        if report is not None:
+            report("layout", kept="contiguous", reason=f"a strided 1x1 Conv2d of {faulty[0].in_channels} input channels "
+                   "trains wrong in channels-last on the CPU (oneDNN issue 6035)")
+        return network
+    return network.to(memory_format=torch.channels_last)
 
 
 def build(pipeline: Pipeline, run: Run, resuming: bool = False) -> trainer.Loop:
@@ -142,7 +156,7 @@ def build(pipeline: Pipeline, run: Run, resuming: bool = False) -> trainer.Loop:
         context = InitContext(layers(network), pipeline.activation[1].gain, run.dataset.train.images, settings.seed,
                               run.report)
         pipeline.init[1].apply(network, context)
-    network = in_layout(network, pipeline)
+    network = in_layout(network, pipeline, None if resuming else run.report)
     replica = replicate(network, world)  # under torchrun: every rank starts from rank 0's weights
     run.network, run.lr = network, pipeline.lr
     run.optimizer = _optimizer(pipeline, network)

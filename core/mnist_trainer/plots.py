@@ -16,6 +16,12 @@ from .errors import UserError
 from .readback import Seeds, finite
 
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray")
+STYLES = ("-", "--", ":")  # past eight arms the colours come round again, dashed, then dotted
+
+
+def look(index: int) -> dict:
+    """The colour and line style of the arm at `index`: distinct for the first 24 arms."""
+    return {"color": COLOURS[index % len(COLOURS)], "linestyle": STYLES[index // len(COLOURS) % len(STYLES)]}
 
 
 def per_epoch(seeds: Seeds, key: str) -> tuple[list[int], list[float], list[float], list[float]]:
@@ -43,12 +49,12 @@ def curves(runs: dict[str, Seeds]) -> Figure | None:
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     loss, accuracy = figure.subplots(1, 2)
     for index, (arm, seeds) in enumerate(runs.items()):
-        colour = COLOURS[index % len(COLOURS)]
+        colour = look(index)["color"]
         for axes, key in ((loss, "train_loss"), (accuracy, "test_accuracy")):
             epochs, mean, low, high = per_epoch(seeds, key)
             if not epochs:
                 continue
-            axes.plot(epochs, mean, label=arm, color=colour, marker="o", markersize=3)
+            axes.plot(epochs, mean, label=arm, **look(index), marker="o", markersize=3)
             if sum(1 for rows in seeds if rows) > 1:
                 axes.fill_between(epochs, low, high, color=colour, alpha=0.2)
     loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="training loss")
@@ -66,7 +72,7 @@ def gradients(runs: dict[str, Seeds]) -> Figure | None:
     figure = Figure(figsize=(6.5, 4.2), layout="constrained")
     axes = figure.subplots()
     for index, (arm, means) in enumerate(recorded.items()):
-        axes.plot(list(means), list(means.values()), label=arm, color=COLOURS[index % len(COLOURS)], marker="o")
+        axes.plot(list(means), list(means.values()), label=arm, **look(index), marker="o")
     axes.set(xlabel="weight layer (1 = input)", ylabel="gradient RMS", yscale="log", title="gradient reaching each layer")
     axes.set_xticks(sorted({layer for means in recorded.values() for layer in means}))
     axes.legend(fontsize="small")

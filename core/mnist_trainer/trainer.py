@@ -151,8 +151,9 @@ def step(loop: Loop, images: torch.Tensor, labels: torch.Tensor,
          before_step: Callable[[], None] | None = None) -> torch.Tensor:
     """One optimisation step on one mini-batch (this process's share); returns its loss, detached, without a host sync.
 
-    With a closure-based optimizer the closure re-evaluates this mini-batch (same transforms, penalties),
-    and the loss returned is the one the optimizer saw first: that of the weights before the step.
+    With a closure-based optimizer the closure re-evaluates this mini-batch (same transforms, penalties) and gives
+    the global batch's loss (one all-reduce under torchrun); the loss returned is the one the optimizer saw first: that
+    of the weights before the step.
     """
     for transform in loop.transforms:
         images, labels = transform(images, labels, loop.transform_generator)
@@ -168,8 +169,8 @@ def step(loop: Loop, images: torch.Tensor, labels: torch.Tensor,
             before_step()
         return loss
 
-    if loop.closure:
-        loss = loop.optimizer.step(gradients)
+    if loop.closure:  # under torchrun each process's line search must see the global batch's loss, or their paths part
+        loss = loop.optimizer.step(lambda: loop.world.mean(gradients().detach()))
     else:
         loss = gradients()
         loop.optimizer.step()

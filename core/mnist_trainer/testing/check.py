@@ -22,7 +22,8 @@ from ..hookspecs import hookimpl
 from ..options import build_options, round_trip
 from ..settings import Settings
 
-FIRST_PARTY = ("relu", "xavier", "he", "dropout", "batchnorm", "rbm-pretrain", "cnn", "grad-stats", "tensorboard")
+FIRST_PARTY = ("relu", "xavier", "he", "dropout", "batchnorm", "rbm-pretrain", "cnn", "grad-stats", "tensorboard",
+               "sgd", "lbfgs")  # of the optimizers, one that steps alone and one that re-evaluates through a closure
 NONSENSE = ("", "nonsense", "nan", "inf", "-1", "1e400", "0")
 EPOCHS, INTERRUPTED_AT = 3, 2  # the resumed run is interrupted as epoch 2 starts, after epoch 1's checkpoint
 
