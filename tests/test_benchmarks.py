@@ -49,3 +49,13 @@ def test_checkpoint_cost_tiny_mode_measures_both_models():
     assert [row[0] for row in rows] == ["relu+xavier", "cnn+relu"], out.stdout
     assert all(float(epoch) > 0 and float(ms) > 0 and float(mib) > 0 for _, epoch, ms, mib in rows)
     assert "target" not in out.stdout
+
+
+def test_startup_times_every_command_that_answers_without_training():
+    out = subprocess.run([sys.executable, ROOT / "benchmarks" / "startup.py", "--rounds", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    timed = re.findall(r"^(mnist-\w+ --[\w-]+)\s+fastest ([\d.]+)\s+median ([\d.]+)$", out.stdout, flags=re.M)
+    assert [command for command, _, _ in timed] == ["mnist-run --help", "mnist-run --list-plugins", "mnist-eval --help",
+                                                    "mnist-compare --help", "mnist-plot --help"]
+    assert all(0 < float(fastest) <= float(median) for _, fastest, median in timed)
