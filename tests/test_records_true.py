@@ -18,6 +18,8 @@ from mnist_trainer import hookimpl
 def maybe(event, run):
     if os.environ.get("SIGNAL_AT") == f"{event}:{run.epoch}":
         os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))
+    if os.environ.get("FAIL_AT") == f"{event}:{run.epoch}":
+        raise ValueError("failed on purpose")
 
 @hookimpl
 def mnist_trainer_epoch_start(run):
@@ -162,3 +164,14 @@ def test_a_run_recorded_on_cuda_resumes_on_the_cpu_when_asked(run_cli, tmp_path)
     assert json.loads((out / "config.json").read_text())["settings"]["device"] == "cpu"
     evaluated = run_cli(out, "--dataset", "synthetic:600", "--json", command=cli.evaluate)
     assert json.loads(evaluated.stdout)["epoch"] == 3
+
+
+def test_a_resumed_run_that_fails_records_the_weights_model_pt_still_holds(signals, tmp_path):
+    out = tmp_path / "run"
+    assert console("mnist-run", *[a if a != "6" else "2" for a in SIX], "--out", out, env=signals).returncode == 0
+    failed = console("mnist-run", "--resume", out, "--epochs", "4", env={**signals, "FAIL_AT": "epoch_end:3"})
+    assert failed.returncode == 2 and "plugin 'signals' failed in mnist_trainer_epoch_end" in failed.stderr
+    summary = json.loads((out / "config.json").read_text())["summary"]
+    assert summary["status"] == "failed" and summary["saved"]["epoch"] == 2
+    assert torch.load(out / "model.pt", weights_only=True)["epoch"] == 2
+    assert evaluated(out, signals)["metrics"]["accuracy"] == summary["saved"]["test_accuracy"]
