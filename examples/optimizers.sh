@@ -4,9 +4,8 @@
 # test digits ($MNIST_T10K, by default ../shared/data/mnist-t10k beside this repository). The comparison's folder gets
 # comparison.csv, comparison.json and curves.png. Extra arguments go to mnist-compare and override these, e.g.:
 #   examples/optimizers.sh --epochs 1 --seeds 1 --out runs/optimizers-smoke
-# An SGD-with-momentum arm belongs beside sgd, as sgd[momentum=0.9], once mnist-compare takes per-arm options; until
-# then it is a comparison of its own: mnist-compare sgd -p relu -p he -o sgd.momentum=0.9 ... (same flags as below).
+# sgd[momentum=0.9] is SGD with momentum, an arm of its own beside plain SGD.
 set -euo pipefail
 scored_on="${MNIST_T10K:-$(dirname "$0")/../../shared/data/mnist-t10k}"
-exec mnist-compare core sgd adadelta adagrad adamax asgd lbfgs rmsprop rprop adamw nadam radam \
+exec mnist-compare core sgd "sgd[momentum=0.9]" adadelta adagrad adamax asgd lbfgs rmsprop rprop adamw nadam radam \
     -p relu -p he --epochs 15 --seeds 3 --dataset mnist-sample --score-on "$scored_on" "$@"
