@@ -37,8 +37,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loops import (BATCH, FASHION, WIDTHS, course_loop, lab11_cnn, load, mnist_trainer_run,  # noqa: E402
-                   optimizer_plugin, plain_loop, same_parts_loop)
+from loops import (  # noqa: E402
+    BATCH,
+    FASHION,
+    WIDTHS,
+    course_loop,
+    lab11_cnn,
+    load,
+    mnist_trainer_run,
+    optimizer_plugin,
+    plain_loop,
+    same_parts_loop,
+)
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 MLP_VARIANTS = {"course loop": course_loop, "plain loop": plain_loop, "same-parts loop": same_parts_loop,
@@ -188,7 +198,6 @@ def report(dataset: str, epochs: int, rounds: int, checks: bool, optimizer: str 
     measured = run_rounds([(name, dataset) for name in names], epochs, rounds, optimizer, device)
     results = {name: measured[name, dataset] for name in names}
     plain, ours = results["plain loop"]["epoch_seconds"], results["mnist-trainer"]["epoch_seconds"]
-    course = results["course loop"]["epoch_seconds"] if "course loop" in results else None
     lines = [
         f"data: {dataset} ({train_size} train, {test_size} test images) on {device}; {rounds} alternating rounds of "
         f"{epochs} epochs per variant; medians of the epochs after each round's first",

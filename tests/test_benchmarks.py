@@ -6,7 +6,6 @@ import sys
 
 from tests.conftest import ROOT
 
-
 ROW = re.compile(r"(course loop|plain loop|same-parts loop|mnist-trainer|\+ step_end|\+ before_step)\s+([\d.]+)\s+"
                  r"([\d.]+)x\s+([\d.]+)x\s+([\d.]+)%\s+(\d+) MiB")
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+import mnist_trainer_cnn as cnn
 from mnist_trainer import UserError, registry, testing
 from mnist_trainer.pipeline import compose
-import mnist_trainer_cnn as cnn
 
 MODEL = ("relu", "dropout", "batchnorm")
 SELECTIONS = [list(subset) + init

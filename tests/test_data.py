@@ -10,7 +10,6 @@ from mnist_trainer import UserError
 from mnist_trainer.data import load_dataset
 from mnist_trainer.datasets import FASHION_SYSTEM_DIR, synthetic_split
 from mnist_trainer.idx import FILES, read_idx
-
 from tests.conftest import T10K, requires_t10k
 
 CPU = torch.device("cpu")

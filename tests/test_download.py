@@ -14,7 +14,7 @@ import pytest
 import torch
 from torchvision import datasets
 
-from mnist_trainer import cli, distributed, download
+from mnist_trainer import distributed, download
 from mnist_trainer.errors import UserError
 from tests.test_cli import assert_user_error as one_line
 

@@ -1,7 +1,6 @@
 """Faults and hostile input: each ends in one line (or a recorded status), with nothing lost and no debris."""
 
 import errno
-import gzip
 import json
 import os
 import pickle

@@ -13,8 +13,20 @@ from .errors import PluginError, UserError
 from .hookspecs import every_rank, hookimpl
 from .options import boolean, choice, number, option, options_hook
 from .settings import Settings
-from .stages import (Activation, Data, Initializer, InitContext, Loss, Metric, Model, Norm, Optimizer, Regularizer,
-                     Schedule, Slots)
+from .stages import (
+    Activation,
+    Data,
+    InitContext,
+    Initializer,
+    Loss,
+    Metric,
+    Model,
+    Norm,
+    Optimizer,
+    Regularizer,
+    Schedule,
+    Slots,
+)
 from .state import PluginState, state_hook
 
 __all__ = [

@@ -25,8 +25,8 @@ from .data import Dataset, hold_out, materialise
 from .datasets import builtin
 from .devices import resolve_device
 from .errors import PluginError, UserError
-from .options import parse_assignments
 from .evaluation import evaluate_run
+from .options import parse_assignments
 from .records import STATE, RunFolder, cannot_write, default_out, recorded, to_json
 from .resume import resume as resume_run
 from .session import Output, check_batch, train

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from . import registry, trainer
 from .build import build_network, in_layout, load_data, select
 from .builtins import fmt

@@ -2,7 +2,6 @@
 
 import attrs
 from attrs.validators import gt, le
-
 from torch import nn
 
 from mnist_trainer import Norm, hookimpl, number, option, options_hook

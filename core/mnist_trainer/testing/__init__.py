@@ -15,7 +15,18 @@ pytest plugin (``mnist_manager``, ``mnist_settings``, ``mnist_data``).
 
 from ..options import build_options
 from .check import Check, PluginCheckFailed, check_plugin
-from .kit import ConvModel, build, compose, evaluate, fit, plugin_manager, sample_images, settings, tiny_data, train_steps
+from .kit import (
+    ConvModel,
+    build,
+    compose,
+    evaluate,
+    fit,
+    plugin_manager,
+    sample_images,
+    settings,
+    tiny_data,
+    train_steps,
+)
 
 __all__ = ["Check", "ConvModel", "PluginCheckFailed", "build", "build_options", "check_plugin", "compose", "evaluate",
            "fit", "plugin_manager", "sample_images", "settings", "tiny_data", "train_steps"]

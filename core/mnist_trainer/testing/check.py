@@ -220,8 +220,8 @@ class _Runs:
         return Check("resumes bitwise", f"interrupted as epoch {INTERRUPTED_AT} began, resumed: rows and weights equal")
 
     def evaluates(self, whole: dict) -> Check:
-        from ..records import recorded
         from ..evaluation import evaluate_run
+        from ..records import recorded
         from ..session import Output
 
         saved = recorded(whole["path"])["summary"]["saved"]

@@ -116,11 +116,11 @@ def fit(manager, run_settings: Settings | None = None, data=None, *, listeners: 
 
 def fit_with(manager, run_settings: Settings, data, listeners: tuple, out: Path):
     """`fit` into the folder `out`."""
+    from ..config import config_of
     from ..distributed import World
     from ..pipeline import compose as compose_pipeline
     from ..records import RunFolder
     from ..run import Run
-    from ..config import config_of
     from ..session import Output, conduct
 
     names = tuple(name for name, _ in manager.list_name_plugin() if not registry.is_core(name))

@@ -8,7 +8,6 @@ initialisation. Batch norm's running statistics are averaged with the same decay
 """
 
 import attrs
-import torch
 from attrs.validators import ge, lt
 
 from mnist_trainer import PluginState, every_rank, hookimpl, number, option, options_hook, state_hook

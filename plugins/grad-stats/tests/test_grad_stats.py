@@ -3,7 +3,6 @@
 import math
 
 import pytest
-import torch
 from torch import nn
 
 import mnist_trainer_grad_stats as grad_stats
