@@ -29,8 +29,8 @@ TRANSFORM_SEED_OFFSET = 1  # transforms draw from their own generator, so adding
 BYTES_PER_PARAMETER = 16  # the weight, its gradient and an optimizer's two moments, in float32
 
 
-def select(plugins: Sequence[str], assignments: Sequence[str] | dict, *, trace: bool = False, only_selected: bool = False,
-           manager=None, **fields: Any) -> tuple[Settings, Pipeline]:
+def select(plugins: Sequence[str], assignments: Sequence[str] | dict, *, trace: bool = False,
+           only_selected: bool = False, manager=None, **fields: Any) -> tuple[Settings, Pipeline]:
     """Load the named plugins, check their options, build the settings and compose the pipeline.
 
     `assignments` are ``-o`` texts, or recorded options by plugin. With `only_selected`, options for
@@ -49,11 +49,13 @@ def select(plugins: Sequence[str], assignments: Sequence[str] | dict, *, trace: 
         reasons = registry.registered(manager, plugins)
     for name in list(raw):
         if name == registry.CORE:
-            raise UserError(f"-o {name}.{next(iter(raw[name]))}=...: the core takes no -o options; use its flags (see mnist-run --help)")
+            raise UserError(f"-o {name}.{next(iter(raw[name]))}=...: the core takes no -o options; use its flags "
+                            "(see mnist-run --help)")
         if name not in reasons and only_selected:
             raw = {key: value for key, value in raw.items() if key != name}
         elif name not in reasons:
-            raise UserError(f"option -o {name}.{next(iter(raw[name]))}=... is for plugin {name!r}, which is not selected; add --plugin {name}")
+            raise UserError(f"option -o {name}.{next(iter(raw[name]))}=... is for plugin {name!r}, which is not "
+                            f"selected; add --plugin {name}")
     classes = registry.option_classes(manager)
     options = []
     for name in sorted(reasons):
@@ -87,7 +89,8 @@ def load_data(pipeline: Pipeline, settings: Settings, device: torch.device, outp
     return hold_out(dataset, settings.val, settings.seed) if train else dataset
 
 
-def build_network(pipeline: Pipeline, device: torch.device | None = None, synchronised: bool = False) -> torch.nn.Module:
+def build_network(pipeline: Pipeline, device: torch.device | None = None,
+                  synchronised: bool = False) -> torch.nn.Module:
     """The model stage's network with its slots filled: the one way training, mnist-eval and the test kit build it.
 
     Refused before allocating when the model says it would not fit `device`. Checked on two blank
@@ -112,13 +115,15 @@ def build_network(pipeline: Pipeline, device: torch.device | None = None, synchr
 
 
 def check_fits(pipeline: Pipeline, device: torch.device | None) -> None:
-    """Refuse, before allocating anything, a model that says it would not fit in memory (built on the CPU, then moved)."""
+    """Refuse, before allocating anything, a model that says it would not fit in memory (built on the CPU, then
+    moved)."""
     model = pipeline.model[1]
     if model.parameters is None:
         return
     for where in {torch.device("cpu"), device or torch.device("cpu")}:
-        refuse_oversize(f"the {model.kind} model ({model.parameters:,} parameters)", model.parameters * BYTES_PER_PARAMETER,
-                        where, "choose a smaller one (--hidden, or the model plugin's options)")
+        refuse_oversize(f"the {model.kind} model ({model.parameters:,} parameters)",
+                        model.parameters * BYTES_PER_PARAMETER, where,
+                        "choose a smaller one (--hidden, or the model plugin's options)")
 
 
 ONEDNN_BLOCK = 16  # input channels below oneDNN's block make its strided 1x1 backward-weights kernel overrun
@@ -140,8 +145,9 @@ def in_layout(network: torch.nn.Module, pipeline: Pipeline, report=None) -> torc
               and module.kernel_size == (1, 1) and max(module.stride) > 1 and module.in_channels < ONEDNN_BLOCK]
     if faulty and next(network.parameters()).device.type == "cpu":
         if report is not None:
-            report("layout", kept="contiguous", reason=f"a strided 1x1 Conv2d of {faulty[0].in_channels} input channels "
-                   "trains wrong in channels-last on the CPU (oneDNN issue 6035)")
+            report("layout", kept="contiguous",
+                   reason=f"a strided 1x1 Conv2d of {faulty[0].in_channels} input channels "
+                          "trains wrong in channels-last on the CPU (oneDNN issue 6035)")
         return network
     return network.to(memory_format=torch.channels_last)
 

@@ -158,7 +158,8 @@ class Progress(Builtin):
 
     @hookimpl
     def mnist_trainer_epoch_start(self, run) -> None:
-        self.bar, self.done = click.progressbar(length=run.steps_per_epoch, label=f"epoch {run.epoch}", file=sys.stderr), 0
+        self.bar, self.done = click.progressbar(length=run.steps_per_epoch, label=f"epoch {run.epoch}",
+                                                file=sys.stderr), 0
         self.bar.__enter__()
 
     def advance(self, steps: int) -> None:

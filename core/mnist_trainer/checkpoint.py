@@ -14,8 +14,8 @@ from .run import Run
 
 
 def take(run: Run, run_id: str) -> dict:
-    """The run's checkpoint at the end of epoch ``run.epoch``; a plugin's state that a checkpoint cannot hold is refused,
-    naming the plugin and the key."""
+    """The run's checkpoint at the end of epoch ``run.epoch``; a plugin's state that a checkpoint cannot hold is
+    refused, naming the plugin and the key."""
     return {
         "format": records.FORMAT,
         "run_id": run_id,

@@ -3,7 +3,8 @@
 Composing checks each stage answer's type and wraps each of its factories through
 `guard`: an exception inside a factory, or a value of the wrong kind returned, becomes a
 `PluginError` naming the plugin and the hook instead of an anonymous traceback somewhere
-in the training loop. A dataset's splits are checked as they are converted (`data.to_split`). What runs once per mini-batch (a transform, a penalty, the loss) is
+in the training loop. A dataset's splits are checked as they are converted
+(`data.to_split`). What runs once per mini-batch (a transform, a penalty, the loss) is
 checked on its first call only, so checking costs nothing measurable after it. Values
 handlers add to the epoch row or report are checked where they are set (`recordable`), so
 the error names the handler that set them.
@@ -26,7 +27,8 @@ Check = Callable[..., "str | None"]  # (what the factory returned, what it was g
 
 
 def describe(value: Any) -> str:
-    """A value's kind in a few words, for error messages: ``a function``, ``a float (0.5)``, ``a tensor of shape (3,)``."""
+    """A value's kind in a few words, for error messages: ``a function``, ``a float (0.5)``,
+    ``a tensor of shape (3,)``."""
     if callable(value) and not isinstance(value, type) and not hasattr(value, "forward"):
         return f"a function ({getattr(value, '__qualname__', type(value).__name__)})"
     torch = sys.modules.get("torch")
@@ -97,7 +99,8 @@ def _scalar(value: Any) -> bool:
 
 @attrs.frozen
 class Rule:
-    """How one factory's result is checked: `check` (None: anything), and whether only its first call is (`per_step`)."""
+    """How one factory's result is checked: `check` (None: anything), and whether only its first call is
+    (`per_step`)."""
 
     check: Check | None
     per_step: bool = False
@@ -133,7 +136,8 @@ def check_answer(plugin: str, hook: str, answer: Any, expected: type, many: bool
 
 
 def guard(plugin: str, hook: str, answer: Any, classes: int = 10) -> Any:
-    """`answer` with each of its factories wrapped to name `plugin` and `hook` when it fails or returns the wrong kind."""
+    """`answer` with each of its factories wrapped to name `plugin` and `hook` when it fails or returns the wrong
+    kind."""
     wrapped = {}
     for field in attrs.fields(type(answer)):
         function, rule = getattr(answer, field.name), RULES.get((type(answer), field.name))
@@ -146,7 +150,8 @@ def guard(plugin: str, hook: str, answer: Any, classes: int = 10) -> Any:
     return attrs.evolve(answer, **wrapped)
 
 
-def _guarded(plugin: str, where: str, function: Callable, check: Check | None, per_step: bool, classes: int) -> Callable:
+def _guarded(plugin: str, where: str, function: Callable, check: Check | None, per_step: bool,
+             classes: int) -> Callable:
     unchecked = [check] if check is not None else []
 
     @functools.wraps(function)
@@ -169,13 +174,15 @@ def _guarded(plugin: str, where: str, function: Callable, check: Check | None, p
 
 
 def recordable(key: Any, value: Any) -> Any:
-    """`value` as the record holds it: a number, text, a bool or None; a 0-d tensor or a numpy scalar becomes its number.
+    """`value` as the record holds it: a number, text, a bool or None; a 0-d tensor or a numpy scalar becomes its
+    number.
 
     Anything else raises a `TypeError` in the frame that set it, so the error names that plugin.
     """
     if not isinstance(key, str):
         raise TypeError(f"a row or report key must be text, not {describe(key)}")
-    if isinstance(value, (str, bool, type(None))) or (isinstance(value, numbers.Real) and type(value).__module__ == "builtins"):
+    if isinstance(value, (str, bool, type(None))) or (isinstance(value, numbers.Real)
+                                                      and type(value).__module__ == "builtins"):
         return value
     item = getattr(value, "item", None)
     if item is not None and getattr(value, "shape", None) in ((), []) and callable(item):

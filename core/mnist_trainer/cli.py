@@ -23,7 +23,8 @@ from .records import to_json
 from .settings import declared
 
 DIVERGED = 3  # exit status of a run whose loss became non-finite: not a user's mistake (2), not a success (0)
-COMMAND_FLAGS = {"resume", "as_json", "trace_plugins", "show_traceback", "backend", "nproc", "oversubscribe"}  # not settings
+COMMAND_FLAGS = {"resume", "as_json", "trace_plugins", "show_traceback", "backend", "nproc",
+                 "oversubscribe"}  # not settings
 
 
 class _OneLineErrors(click.Command):
@@ -43,7 +44,8 @@ class _WithPlugins(_OneLineErrors):
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         plugins = registry.installed_plugins()
         with formatter.section("Installed plugins"):
-            formatter.write_dl([(p.name, p.summary) for p in plugins.values()] or [("(none)", "pip install mnist-trainer-relu")])
+            formatter.write_dl([(p.name, p.summary) for p in plugins.values()]
+                               or [("(none)", "pip install mnist-trainer-relu")])
         super().format_epilog(ctx, formatter)
 
 
@@ -163,7 +165,8 @@ def _training_options(command):
         click.option("-o", "--option", "assignments", multiple=True, metavar="NAME.KEY=VALUE",
                      help="Set a plugin option, e.g. -o relu.negative_slope=0.01 (repeatable)."),
         *(_setting_option(field) for field in declared()),
-        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (the rest goes to stderr)."),
+        click.option("--json", "as_json", is_flag=True,
+                     help="Print the result as JSON on stdout (the rest goes to stderr)."),
         click.option("--traceback", "show_traceback", is_flag=True,
                      help="Show the traceback of a plugin's error, for its author [also: MNIST_TRAINER_DEBUG=1]."),
     ]
@@ -211,7 +214,8 @@ def main(plugins, assignments, out, as_json, trace_plugins, show_traceback, resu
 
         sys.exit(launch(nproc, _without_nproc(sys.argv[1:])))
     terminated = _on_sigterm_interrupt()
-    if "WORLD_SIZE" in os.environ:  # under torchrun: c10d's own logs of a failure would bury the one line each process says
+    # under torchrun: c10d's own logs of a failure would bury the one line each process says
+    if "WORLD_SIZE" in os.environ:
         os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
     if fields["data_dir"] is not None:  # recorded absolute, so the run resumes from any folder
         fields["data_dir"] = str(Path(fields["data_dir"]).resolve())
@@ -252,7 +256,8 @@ def _say_ending(summary: dict, as_json: bool, signal_name: str) -> None:
         resume = f"mnist-run --resume {shlex.quote(summary['out'])}"
         saved = f"; model.pt holds epoch {summary['saved']['epoch']}" if summary["saved"] else ""
         if summary["checkpoint"] is not None:
-            click.echo(f"interrupted ({signal_name}){saved}; {resume} goes on from epoch {summary['checkpoint']}", err=True)
+            click.echo(f"interrupted ({signal_name}){saved}; {resume} goes on from epoch {summary['checkpoint']}",
+                       err=True)
         elif saved:
             click.echo(f"interrupted ({signal_name}){saved}, but no checkpoint was written yet (--checkpoint-every): "
                        "nothing to resume; start it again", err=True)

@@ -73,7 +73,8 @@ class Plan:
         except UserError as error:
             raise UserError(f"{where}: plan.{error.message.removeprefix('--')}; the record is damaged") from None
         return cls(*(tuple(texts[key]) for key in ("arms", "plugins", "options")), tuple(seeds),
-                   {key: value for key, value in fields.items() if key != "seed"}, score_on, record.get("mixed_data") is True)
+                   {key: value for key, value in fields.items() if key != "seed"}, score_on,
+                   record.get("mixed_data") is True)
 
 
 def plan(arms: Sequence[str], plugins: Sequence[str], options: Sequence[str], seeds: str, score_on: str | None,
@@ -238,7 +239,8 @@ def _conduct(folder: Path, plan: Plan, arms: list[Arm], chosen: Chosen, data: di
             if ended in ("failed", "diverged"):
                 output.warn(f"{arm.name}, seed {seed} {ended}: {_summary(path).get('reason')}; the other arms go on")
             if ended != "interrupted":
-                scoreboard.write(folder, _collect(folder, plan, arms, data[arm.name, seed].name, "running"), with_csv=False)
+                scoreboard.write(folder, _collect(folder, plan, arms, data[arm.name, seed].name, "running"),
+                                 with_csv=False)
         except KeyboardInterrupt:
             ended = "interrupted"
         if ended == "interrupted":

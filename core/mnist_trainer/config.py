@@ -76,7 +76,8 @@ def config_of(settings: Settings, pipeline: Pipeline, dataset: Dataset, world: W
         ],
         "pipeline": dict(pipeline.describe()),
         "lr": pipeline.lr,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "torchvision": _version("torchvision")},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "torchvision": _version("torchvision")},
         "device": {"name": str(world.device), "description": describe_device(world.device)},
         "world": world.describe(),
         "dataset": dataset_record(pipeline, dataset, installed),
@@ -89,7 +90,8 @@ def dataset_record(pipeline: Pipeline, dataset: Dataset, installed: dict) -> dic
     """The data as the record keeps it: what it is, who supplied it (its options are in the settings), its sizes and
     fingerprints, and the validation split held out of it."""
     plugin = pipeline.data[0]
-    version = registry.core_version() if plugin == registry.CORE else installed[plugin].version if plugin in installed else None
+    version = (registry.core_version() if plugin == registry.CORE
+               else installed[plugin].version if plugin in installed else None)
     return {
         "name": dataset.name, "source": dataset.source, "plugin": plugin, "version": version,
         "train_size": len(dataset.train) + (len(dataset.val) if dataset.val is not None else 0),

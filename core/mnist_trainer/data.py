@@ -124,8 +124,8 @@ def hold_out(dataset: Dataset, val: float | None, seed: int) -> Dataset:
     total = len(dataset.train)
     count = int(val) if val >= 1 else round(val * total)
     if not 1 <= count < total:
-        raise UserError(f"--val {val} holds out {count} of the {total} training images of {dataset.name}; keep at least "
-                        f"one to train on and hold out at least one (a count below {total}, or a fraction)")
+        raise UserError(f"--val {val} holds out {count} of the {total} training images of {dataset.name}; keep at "
+                        f"least one to train on and hold out at least one (a count below {total}, or a fraction)")
     order = torch.randperm(total, generator=torch.Generator().manual_seed(seed)).to(dataset.train.labels.device)
     held, kept = order[:count].sort().values, order[count:].sort().values
     split = dataset.train
@@ -135,7 +135,8 @@ def hold_out(dataset: Dataset, val: float | None, seed: int) -> Dataset:
 
 
 def fingerprint(*splits: Split | None) -> str:
-    """A SHA-256 of the labels and of about a thousand evenly spaced images per split: other data, same sizes, differ."""
+    """A SHA-256 of the labels and of about a thousand evenly spaced images per split: other data, same sizes,
+    differ."""
     digest = hashlib.sha256()
     for split in splits:
         if split is not None:
@@ -146,7 +147,8 @@ def fingerprint(*splits: Split | None) -> str:
 
 
 def load_dataset(name: str, data_dir: str | None, device: "torch.device", *, train: bool = True) -> Dataset:
-    """The core's dataset `name` (see ``--dataset``) on `device`, as a run loads it; `train=False` skips the training split."""
+    """The core's dataset `name` (see ``--dataset``) on `device`, as a run loads it; `train=False` skips the training
+    split."""
     from .datasets import builtin
 
     return materialise("core", builtin(name, data_dir), device, train=train)

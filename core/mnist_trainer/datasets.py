@@ -35,7 +35,8 @@ class Fallback(Exception):
 def builtin(name: str, data_dir: str | None) -> Data:
     """The core's answer for ``--dataset name`` and ``--data-dir``; refused in one line when they cannot go together."""
     if data_dir is not None and (name.startswith("synthetic") or name == "mnist-sample"):
-        raise UserError(f"--data-dir is not read with --dataset {name}; drop it, or use --dataset auto to read that folder")
+        raise UserError(f"--data-dir is not read with --dataset {name}; drop it, "
+                        "or use --dataset auto to read that folder")
     if name.startswith("synthetic"):
         return synthetic(name)
     if name == "mnist-sample":

@@ -39,8 +39,8 @@ def refuse_oversize(what: str, needed: int, device: torch.device, advice: str) -
     """A user error, before anything is allocated, when `needed` bytes would not fit in the device's free memory."""
     available = available_bytes(device)
     if available is not None and needed > 0.8 * available:
-        raise UserError(f"{what} needs about {needed / 2**30:.1f} GiB, and {available / 2**30:.1f} GiB of memory is free "
-                        f"on {device}; {advice}")
+        raise UserError(f"{what} needs about {needed / 2**30:.1f} GiB, and {available / 2**30:.1f} GiB of memory "
+                        f"is free on {device}; {advice}")
 
 
 def available_bytes(device: torch.device) -> int | None:

@@ -56,7 +56,8 @@ class World:
         return self.rank == 0
 
     def share(self, count: int) -> tuple[int, int]:
-        """This rank's contiguous part ``[start, stop)`` of `count` items; earlier ranks take one more when it does not divide."""
+        """This rank's contiguous part ``[start, stop)`` of `count` items; earlier ranks take one more when it does
+        not divide."""
         base, extra = divmod(count, self.size)
         start = self.rank * base + min(self.rank, extra)
         return start, start + base + (self.rank < extra)
@@ -78,7 +79,8 @@ class World:
         padded[: len(part)] = part
         parts = [torch.empty_like(padded) for _ in range(self.size)]
         dist.all_gather(parts, padded)
-        lengths = [stop - start for start, stop in (attrs.evolve(self, rank=rank).share(count) for rank in range(self.size))]
+        lengths = [stop - start for start, stop in (attrs.evolve(self, rank=rank).share(count)
+                                                    for rank in range(self.size))]
         return torch.cat([whole[:length] for whole, length in zip(parts, lengths)])
 
     def everyone(self, value: T) -> list[T]:
@@ -94,7 +96,8 @@ class World:
         return self._leader(read, share=True)
 
     def leader_does(self, action: Callable[[], T]) -> T | None:
-        """`action()` on rank 0 alone: its value there, None elsewhere; when it raises, the others raise a `RankFailed`."""
+        """`action()` on rank 0 alone: its value there, None elsewhere; when it raises, the others raise a
+        `RankFailed`."""
         return self._leader(action, share=False)
 
     def _leader(self, action: Callable[[], T], share: bool) -> T | None:
@@ -196,9 +199,9 @@ def explain(world: World, error: BaseException) -> BaseException:
         return RankFailed(f"rank {world.rank}: stopped, because {cause}")
     if isinstance(error, dist.DistError) or any(word in str(error) for word in ("gloo", "NCCL")):
         detail = str(error).strip().splitlines()[0].split("] ", 1)[-1].split(". ")[0]
-        return RankFailed(f"rank {world.rank}: stopped, because a collective with the other processes failed ({detail}): "
-                          "one ended without saying why (see its output, or the launcher's), or made a collective "
-                          "the others did not")
+        return RankFailed(f"rank {world.rank}: stopped, because a collective with the other processes failed "
+                          f"({detail}): one ended without saying why (see its output, or the launcher's), or made a "
+                          "collective the others did not")
     return error
 
 
@@ -207,10 +210,12 @@ def _join(device_text: str, backend: str) -> World:
     device = resolve_device(device_text)
     if device.type == "cuda":
         if device.index is not None:
-            raise UserError(f"--device {device_text}: under torchrun each process uses cuda:LOCAL_RANK; give --device cuda or auto")
+            raise UserError(f"--device {device_text}: under torchrun each process uses cuda:LOCAL_RANK; "
+                            "give --device cuda or auto")
         if local_rank >= torch.cuda.device_count():
-            raise UserError(f"rank {rank} has LOCAL_RANK {local_rank}, but this machine has {torch.cuda.device_count()} CUDA "
-                            "device(s); start at most that many processes per node (--nproc-per-node)")
+            raise UserError(f"rank {rank} has LOCAL_RANK {local_rank}, but this machine has "
+                            f"{torch.cuda.device_count()} CUDA device(s); start at most that many processes per node "
+                            "(--nproc-per-node)")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     chosen = _backend(backend, device)
@@ -227,12 +232,14 @@ def _join(device_text: str, backend: str) -> World:
     except (RuntimeError, ValueError) as error:  # DistStoreError and DistNetworkError are RuntimeErrors
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"rank {rank}: cannot join the other {size - 1} process(es) at {address}:{port} within "
-                        f"{timeout.total_seconds():g} s ({first}); check the rendezvous endpoint and that every node was started") from None
+                        f"{timeout.total_seconds():g} s ({first}); check the rendezvous endpoint and that every node "
+                        "was started") from None
     return World(device=device, rank=rank, size=size, local_rank=local_rank, backend=chosen, store=store)
 
 
 def _reachable(address: str, port: int, rank: int, timeout: datetime.timedelta) -> None:
-    """Wait until the rendezvous endpoint accepts connections, so an unreachable one is this one line, not c10d's log."""
+    """Wait until the rendezvous endpoint accepts connections, so an unreachable one is this one line, not c10d's
+    log."""
     if rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         return  # rank 0 serves the store itself
     deadline = time.monotonic() + timeout.total_seconds()
@@ -259,7 +266,8 @@ def _backend(backend: str, device: torch.device) -> str:
         raise UserError(f"invalid --backend {backend!r}: use {', '.join(BACKENDS)}")
     chosen = ("nccl" if device.type == "cuda" else "gloo") if backend == "auto" else backend
     if chosen == "nccl" and device.type != "cuda":
-        raise UserError(f"--backend nccl needs CUDA devices, and this run trains on {device.type}; use --backend gloo (or auto)")
+        raise UserError(f"--backend nccl needs CUDA devices, and this run trains on {device.type}; "
+                        "use --backend gloo (or auto)")
     if chosen == "nccl" and not dist.is_nccl_available():
         raise UserError("--backend nccl is not available in this build of torch; use --backend gloo (or auto)")
     if chosen == "gloo" and not dist.is_gloo_available():
@@ -281,13 +289,15 @@ def replicate(network: torch.nn.Module, world: World) -> torch.nn.Module:
 
 
 def follower_seeds(seed: int, rank: int, epoch: int) -> tuple[int, int]:
-    """The seeds a rank above 0 draws dropout masks and transforms from in `epoch`: its own, and the same after a resume."""
+    """The seeds a rank above 0 draws dropout masks and transforms from in `epoch`: its own, and the same after a
+    resume."""
     derived = hashlib.sha256(f"{seed}:{rank}:{epoch}".encode()).digest()
     return int.from_bytes(derived[:8], "big") >> 1, int.from_bytes(derived[8:16], "big") >> 1
 
 
 def launch(nproc: int, argv: list[str]) -> int:
-    """Run ``mnist-run`` with `argv` on `nproc` processes through ``torch.distributed.run`` (torchrun); their exit status.
+    """Run ``mnist-run`` with `argv` on `nproc` processes through ``torch.distributed.run`` (torchrun); their exit
+    status.
 
     Each process prints its own errors; the launcher adds nothing but its exit status, which is
     the first failed process's (128 + the signal for one killed by a signal). The cores are

@@ -16,7 +16,8 @@ from .session import Output
 from .settings import from_record
 
 
-def evaluate_run(run: Path, dataset: str | None, data_dir: str | None, device: str, output: Output, manager=None) -> dict:
+def evaluate_run(run: Path, dataset: str | None, data_dir: str | None, device: str, output: Output,
+                 manager=None) -> dict:
     """Rebuild a saved run's network and evaluate it: on the test split of the data it was trained on (and its
     validation split, when it held one out), or on `dataset` / `data_dir` when given.
 
@@ -32,8 +33,9 @@ def evaluate_run(run: Path, dataset: str | None, data_dir: str | None, device: s
     trained_on = recorded(run).get("dataset") if isinstance(recorded(run).get("dataset"), dict) else {}
     same = trained_on.get("test_fingerprint") in (None, data.fingerprints["test"])
     if not elsewhere and not same:
-        raise UserError(f"the data rebuilt for {run} is not what it was trained on (the test split's fingerprint differs "
-                        f"from config.json's): {data.source} changed; evaluate elsewhere with --dataset or --data-dir")
+        raise UserError(f"the data rebuilt for {run} is not what it was trained on (the test split's fingerprint "
+                        f"differs from config.json's): {data.source} changed; evaluate elsewhere with --dataset or "
+                        "--data-dir")
     network = _network(run, model, pipeline, torch_device)
     metrics = [(m.name, m.compute) for _, m in pipeline.metrics]
     result = {"run": str(run), "dataset": data.name, "test_size": len(data.test), "epoch": model["epoch"],

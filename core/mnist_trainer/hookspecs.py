@@ -54,7 +54,8 @@ class Stage:
 
     @property
     def rule(self) -> str:
-        one = "Exclusive: one selected plugin at most" if self.exclusive else "Not exclusive: every selected plugin's answer applies"
+        one = ("Exclusive: one selected plugin at most" if self.exclusive
+               else "Not exclusive: every selected plugin's answer applies")
         return f"{one}. Core default: {self.default}."
 
 

@@ -81,9 +81,10 @@ def read_folder(folder: Path, splits, side: int = 28, classes: int = 10) -> dict
             raise UserError(f"{paths[0]} and {paths[1]} do not match: {tuple(images.shape)} images, "
                             f"{tuple(labels.shape)} labels; expected (N, {side}, {side}) and (N,)")
         if images.shape[1:] != (side, side):
-            raise UserError(f"{paths[0]} holds {images.shape[1]}x{images.shape[2]}-pixel images; MNIST-format images are "
-                            f"{side}x{side}: convert them, or use another folder")
+            raise UserError(f"{paths[0]} holds {images.shape[1]}x{images.shape[2]}-pixel images; MNIST-format "
+                            f"images are {side}x{side}: convert them, or use another folder")
         if int(labels.max()) >= classes:
-            raise UserError(f"{paths[1]} holds labels above {classes - 1}; these have {classes} classes, 0-{classes - 1}")
+            raise UserError(f"{paths[1]} holds labels above {classes - 1}; these have {classes} classes, "
+                            f"0-{classes - 1}")
         loaded[split] = (images, labels)
     return loaded

@@ -14,7 +14,8 @@ DEFAULT_HIDDEN = (256, 256)
 
 
 class MLP(nn.Sequential):
-    """Hidden blocks then the output layer, as one `nn.Sequential`: `sizes` are the inputs, each hidden width, the classes."""
+    """Hidden blocks then the output layer, as one `nn.Sequential`: `sizes` are the inputs, each hidden width, the
+    classes."""
 
     def __init__(self, sizes: tuple[int, ...], slots: Slots):
         blocks = [_block(fan_in, width, slots) for fan_in, width in zip(sizes[:-2], sizes[1:-1])]

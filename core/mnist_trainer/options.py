@@ -100,7 +100,8 @@ def build_options(name: str, cls: type[T] | None, values: Mapping[str, Any]) -> 
                 cls(**{key: value})
             except Exception as error:
                 help_text = fields[key].metadata.get("help", "see the plugin's README")
-                raise UserError(f"invalid value for -o {name}.{key}={value}: {_said(error)} (accepted: {help_text})") from None
+                raise UserError(f"invalid value for -o {name}.{key}={value}: {_said(error)} "
+                                f"(accepted: {help_text})") from None
         raise UserError(f"invalid options for {name}: {_said(combined)}") from None
 
 
@@ -118,9 +119,9 @@ def round_trip(name: str, cls: type, options: Any) -> None:
                         "must accept the values they return, as the record holds them (JSON)") from None
     for field in attrs.fields(cls):
         if getattr(again, field.name) != getattr(options, field.name):
-            raise UserError(f"plugin {name!r}: option {name}.{field.name}={getattr(options, field.name)!r} comes back from "
-                            f"the run record as {getattr(again, field.name)!r}; its converter must give the same value "
-                            "for what it returned (as JSON)")
+            raise UserError(f"plugin {name!r}: option {name}.{field.name}={getattr(options, field.name)!r} comes "
+                            f"back from the run record as {getattr(again, field.name)!r}; its converter must give the "
+                            "same value for what it returned (as JSON)")
 
 
 def describe_fields(name: str, fields) -> str:

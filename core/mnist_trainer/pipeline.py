@@ -66,7 +66,8 @@ class Pipeline:
         """One ``(stage, text)`` per stage; ``[...]`` names the plugin or core default behind each part."""
         norm = self._by(*self.norm) if self.norm[1] else "(no norm)"
         dropout = " -> ".join(self._by(n, r) for n, r in self.regularizers if r.dropout) or "(no dropout)"
-        schedules = " then ".join(self._by(*choice) for choice in self.schedules) or "constant learning rate [core default]"
+        schedules = (" then ".join(self._by(*choice) for choice in self.schedules)
+                     or "constant learning rate [core default]")
         given = "--lr" if self.lr_given else "its conventional rate"
         evaluation: dict[str, list[str]] = {}
         for plugin, metric in self.metrics:
@@ -95,7 +96,8 @@ class Pipeline:
 
 def describe_data(data: Data) -> str:
     channels, height, width = data.shape
-    return f"{data.name}: {height}x{width}" + (f"x{channels}" if channels != 1 else "") + f" images, {data.classes} classes"
+    return (f"{data.name}: {height}x{width}" + (f"x{channels}" if channels != 1 else "")
+            + f" images, {data.classes} classes")
 
 
 def _fill(summary: str, **slots: str) -> str:
@@ -109,13 +111,17 @@ def compose(manager, settings: Settings, reasons: Mapping[str, str] | None = Non
     """Ask every stage hook; exclusive slots take one selected plugin, the others take all."""
     classes = registry.option_classes(manager)
     data = _exclusive(_answers(manager, STAGES[DATASET], settings, classes, None), STAGES[DATASET])
-    answers = {hook: _answers(manager, stage, settings, classes, data[1]) for hook, stage in STAGES.items() if hook != DATASET}
-    chosen = {hook: _exclusive(answers[hook], stage) for hook, stage in STAGES.items() if stage.exclusive and hook != DATASET}
-    metrics = tuple((name, metric) for name, answer in _core_first(answers["mnist_trainer_metrics"]) for metric in answer)
+    answers = {hook: _answers(manager, stage, settings, classes, data[1])
+               for hook, stage in STAGES.items() if hook != DATASET}
+    chosen = {hook: _exclusive(answers[hook], stage)
+              for hook, stage in STAGES.items() if stage.exclusive and hook != DATASET}
+    metrics = tuple((name, metric) for name, answer in _core_first(answers["mnist_trainer_metrics"])
+                    for metric in answer)
     seen: dict[str, str] = {}
     for name, metric in metrics:
         if metric.name in seen:
-            raise UserError(f"plugins {seen[metric.name]!r} and {name!r} both define the metric {metric.name!r}; select only one of them")
+            raise UserError(f"plugins {seen[metric.name]!r} and {name!r} both define the metric {metric.name!r}; "
+                            "select only one of them")
         seen[metric.name] = name
     _check_gain(*chosen["mnist_trainer_activation"])
     _one_evaluation_weights(manager)
@@ -193,7 +199,8 @@ def _check_model(pipeline: Pipeline, settings: Settings) -> None:
     fillers += [("dropout", name) for name, answer in pipeline.regularizers if answer.dropout]
     for slot, plugin in fillers:
         if slot not in model.uses and not (slot == "norm" and "norm2d" in model.uses):
-            raise UserError(f"plugin {plugin!r} fills the {slot} slot, which {where} does not have; select one of them, not both")
+            raise UserError(f"plugin {plugin!r} fills the {slot} slot, which {where} does not have; "
+                            "select one of them, not both")
     if "norm2d" in model.uses and pipeline.norm[1] and pipeline.norm[1].build2d is None:
         raise UserError(f"plugin {pipeline.norm[0]!r} has no 2-d norm (Norm.build2d) for the convolutions of {where}; "
                         "select another norm plugin, or none")
@@ -217,12 +224,12 @@ def _check_init(pipeline: Pipeline, where: str, fillers: list[tuple[str, str]]) 
     init_plugin, init = pipeline.init
     owner, model = pipeline.model
     if init.model is not None and init.model != model.kind:
-        raise UserError(f"plugin {init_plugin!r} initialises only the {init.model} model, but {where} is a {model.kind}; "
-                        "select one of them, not both")
+        raise UserError(f"plugin {init_plugin!r} initialises only the {init.model} model, but {where} is a "
+                        f"{model.kind}; select one of them, not both")
     for slot, plugin in fillers:
         if slot in init.conflicts:
-            raise UserError(f"plugin {init_plugin!r} cannot initialise a network whose {slot} slot plugin {plugin!r} fills "
-                            f"(see its README); select one of them, not both")
+            raise UserError(f"plugin {init_plugin!r} cannot initialise a network whose {slot} slot plugin "
+                            f"{plugin!r} fills (see its README); select one of them, not both")
 
 
 def _check_gain(plugin: str, activation: Activation) -> None:
@@ -230,5 +237,6 @@ def _check_gain(plugin: str, activation: Activation) -> None:
     try:
         activation.gain
     except ValueError as error:
-        raise PluginError(plugin, "mnist_trainer_activation", f"nonlinearity {activation.nonlinearity!r}: {error}; name "
-                          "one torch.nn.init.calculate_gain knows (e.g. relu, leaky_relu, tanh, selu, linear)") from error
+        raise PluginError(plugin, "mnist_trainer_activation",
+                          f"nonlinearity {activation.nonlinearity!r}: {error}; name one torch.nn.init.calculate_gain "
+                          "knows (e.g. relu, leaky_relu, tanh, selu, linear)") from error

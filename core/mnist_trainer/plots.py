@@ -73,7 +73,8 @@ def gradients(runs: dict[str, Seeds]) -> Figure | None:
     axes = figure.subplots()
     for index, (arm, means) in enumerate(recorded.items()):
         axes.plot(list(means), list(means.values()), label=arm, **look(index), marker="o")
-    axes.set(xlabel="weight layer (1 = input)", ylabel="gradient RMS", yscale="log", title="gradient reaching each layer")
+    axes.set(xlabel="weight layer (1 = input)", ylabel="gradient RMS", yscale="log",
+             title="gradient reaching each layer")
     axes.set_xticks(sorted({layer for means in recorded.values() for layer in means}))
     axes.legend(fontsize="small")
     return figure

@@ -67,7 +67,8 @@ def _lock(path: Path) -> int:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(descriptor)
-        raise UserError(f"{path} is in use by another mnist-run (training or resuming it); wait for it to end") from None
+        raise UserError(f"{path} is in use by another mnist-run (training or resuming it); "
+                        "wait for it to end") from None
     return descriptor
 
 
@@ -159,7 +160,8 @@ class RunFolder:
 
     def keep_until(self, epoch: int) -> None:
         """Drop the metrics recorded after `epoch`, the checkpoint a resumed run continues from."""
-        ends = [index for index, row in enumerate(self.rows) if row.get("stage") == "epoch" and row.get("epoch") == epoch]
+        ends = [index for index, row in enumerate(self.rows)
+                if row.get("stage") == "epoch" and row.get("epoch") == epoch]
         self.rows = self.rows[: ends[-1] + 1] if ends else self.rows
         self.checkpoint_epoch = epoch
 
@@ -227,7 +229,8 @@ def read_config(path: Path) -> dict:
                         "give the folder of an mnist-run")
     where = Path(path) / CONFIG
     _expect(config, {"mnist_trainer": str, "run_id": str, "settings": dict, "plugins": list, "dataset": dict}, where)
-    _expect(config["dataset"], {"name": str, "train_size": int, "test_size": int, "fingerprint": str}, f"{where}: dataset")
+    _expect(config["dataset"], {"name": str, "train_size": int, "test_size": int, "fingerprint": str},
+            f"{where}: dataset")
     for index, plugin in enumerate(config["plugins"]):
         if not isinstance(plugin, dict):
             raise UserError(f"{where}: plugins[{index}] is {plugin!r}, not a plugin's record; the record is damaged")
@@ -254,12 +257,12 @@ def read_state(path: Path, run_id: str, rows: list[dict]) -> dict:
                         "new --out")
     state = _load(file, STATE_KEYS, "start the run again")
     if state["run_id"] != run_id:
-        raise UserError(f"{file} belongs to another run (its run id is not the one {CONFIG} records); put back this run's "
-                        "own checkpoint, or start the run again")
+        raise UserError(f"{file} belongs to another run (its run id is not the one {CONFIG} records); put back "
+                        "this run's own checkpoint, or start the run again")
     recorded_epochs = [row for row in rows if row.get("stage") == "epoch" and row.get("epoch", 0) <= state["epoch"]]
     if _as_recorded(recorded_epochs) != _as_recorded(state["history"]):
-        raise UserError(f"{file} does not match {METRICS} (the epochs it holds differ from the ones recorded); put back "
-                        "this run's own checkpoint and metrics, or start the run again")
+        raise UserError(f"{file} does not match {METRICS} (the epochs it holds differ from the ones recorded); "
+                        "put back this run's own checkpoint and metrics, or start the run again")
     return state
 
 
@@ -275,11 +278,12 @@ def read_model(path: Path) -> dict:
     if not file.exists():
         raise UserError(f"{path} is not a finished mnist-run record: {file} is missing")
     if not file.is_file():  # a device such as /dev/zero would never end
-        raise UserError(f"{file} is not an mnist-trainer checkpoint: it is not a regular file; restore it, or train again")
+        raise UserError(f"{file} is not an mnist-trainer checkpoint: it is not a regular file; "
+                        "restore it, or train again")
     expected = recorded(path).get("model_sha256")
     if expected and hashlib.sha256(file.read_bytes()).hexdigest() != expected:
-        raise UserError(f"{file} is not the file its run saved (its SHA-256 differs from config.json's): it was changed "
-                        "or damaged; restore it from a copy, or train again")
+        raise UserError(f"{file} is not the file its run saved (its SHA-256 differs from config.json's): it was "
+                        "changed or damaged; restore it from a copy, or train again")
     return _load(file, MODEL_KEYS, "restore it from a copy, or train again")
 
 
@@ -291,11 +295,14 @@ def _load(file: Path, keys: Mapping[str, type], advice: str) -> dict:
             warnings.simplefilter("ignore")
             loaded = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as error:  # torch's own messages advise weights_only=False, which would run the file's code
-        raise UserError(f"{file} is not a readable mnist-trainer checkpoint ({type(error).__name__}); {advice}") from None
+        raise UserError(f"{file} is not a readable mnist-trainer checkpoint ({type(error).__name__}); "
+                        f"{advice}") from None
     if not isinstance(loaded, dict) or loaded.get("format") != FORMAT:
         found = loaded.get("format") if isinstance(loaded, dict) else None
-        raise UserError(f"{file} is not a checkpoint of this mnist-trainer (format {found}, expected {FORMAT}); {advice}")
+        raise UserError(f"{file} is not a checkpoint of this mnist-trainer (format {found}, expected {FORMAT}); "
+                        f"{advice}")
     for key, kind in keys.items():
         if not isinstance(loaded.get(key), kind):
-            raise UserError(f"{file} is not an mnist-trainer checkpoint ({key} is missing or of another kind); {advice}")
+            raise UserError(f"{file} is not an mnist-trainer checkpoint ({key} is missing or of another kind); "
+                            f"{advice}")
     return loaded

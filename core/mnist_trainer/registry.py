@@ -41,7 +41,8 @@ class PluginInfo:
 
 
 def installed_plugins() -> dict[str, PluginInfo]:
-    """Every plugin registered in the ``mnist_trainer`` entry-point group, by name (the first of a name; see `clashes`)."""
+    """Every plugin registered in the ``mnist_trainer`` entry-point group, by name (the first of a name; see
+    `clashes`)."""
     found: dict[str, PluginInfo] = {}
     for info in _registered():
         found.setdefault(info.name, info)
@@ -178,7 +179,8 @@ def registered(manager: pluggy.PluginManager, names: Iterable[str]) -> dict[str,
     present = {name for name, _ in manager.list_name_plugin() if not is_core(name)}
     missing = sorted(set(names) - present)
     if missing:
-        raise UserError(f"plugin {missing[0]!r} is not registered with this plugin manager; register it (or a stand-in)")
+        raise UserError(f"plugin {missing[0]!r} is not registered with this plugin manager; "
+                        "register it (or a stand-in)")
     return {name: "selected" for name in sorted(present)}
 
 
@@ -193,8 +195,8 @@ def verify(manager: pluggy.PluginManager) -> None:
             used = [option for option in ORDER_OPTIONS if getattr(impl, option)]
             if used:
                 raise UserError(
-                    f"plugin {impl.plugin_name!r}: {hook} is marked {', '.join(used)}, which a stage hook cannot honour "
-                    "(each plugin is asked alone, in a fixed order); remove it, or use a run event"
+                    f"plugin {impl.plugin_name!r}: {hook} is marked {', '.join(used)}, which a stage hook cannot "
+                    "honour (each plugin is asked alone, in a fixed order); remove it, or use a run event"
                 )
 
 
@@ -204,7 +206,8 @@ def required_by(manager: pluggy.PluginManager, name: str) -> tuple[str, ...]:
     if answer is None:
         return ()
     if isinstance(answer, str) or not all(isinstance(item, str) for item in answer):
-        raise PluginError(name, "mnist_trainer_requires", f"returned {answer!r}; return a tuple of plugin names, e.g. ('relu',)")
+        raise PluginError(name, "mnist_trainer_requires",
+                          f"returned {answer!r}; return a tuple of plugin names, e.g. ('relu',)")
     return tuple(answer)
 
 
@@ -273,7 +276,8 @@ class Events:
             raise blamed from error
 
     def caller(self, event: str, every_rank: bool = False) -> Callable[..., Any] | None:
-        """The callable that emits `event` in this process (`every_rank`: whatever the marks), or None when nobody handles it."""
+        """The callable that emits `event` in this process (`every_rank`: whatever the marks), or None when nobody
+        handles it."""
         key = f"{event}:all" if every_rank else event
         if key not in self.callers:
             self.callers[key] = self._make(event, every_rank)
@@ -292,7 +296,8 @@ class Events:
         return self.manager.subset_hook_caller(event, skipped) if skipped else hook
 
     def blame(self, error: BaseException, event: str) -> BaseException:
-        """`error` as the `PluginError` of the plugin whose `event` handler raised it; as it is when it is the core's."""
+        """`error` as the `PluginError` of the plugin whose `event` handler raised it; as it is when it is the
+        core's."""
         if isinstance(error, UserError):
             return error
         culprit = _culprit(error, getattr(self.manager.hook, event).get_hookimpls())
@@ -326,8 +331,10 @@ class Events:
             self.callers.clear()
 
 
-def trace(manager: pluggy.PluginManager, write: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Callable[[], None]:
-    """Print every hook call: hook, the plugins it reached in call order, and the time it took. Returns the undo function."""
+def trace(manager: pluggy.PluginManager,
+          write: Callable[[str], None] = lambda line: print(line, file=sys.stderr)) -> Callable[[], None]:
+    """Print every hook call: hook, the plugins it reached in call order, and the time it took. Returns the undo
+    function."""
     started: list[float] = []
 
     def before(hook: str, impls, kwargs) -> None:
@@ -336,7 +343,8 @@ def trace(manager: pluggy.PluginManager, write: Callable[[str], None] = lambda l
     def after(outcome, hook: str, impls, kwargs) -> None:
         milliseconds = (time.perf_counter() - started.pop()) * 1000
         failed = " (raised)" if outcome.exception is not None else ""
-        write(f"trace: {hook} [{', '.join(impl.plugin_name for impl in reversed(impls)) or 'no plugin'}] {milliseconds:.3f} ms{failed}")
+        write(f"trace: {hook} [{', '.join(impl.plugin_name for impl in reversed(impls)) or 'no plugin'}] "
+              f"{milliseconds:.3f} ms{failed}")
 
     return manager.add_hookcall_monitoring(before, after)
 
@@ -356,7 +364,8 @@ def _culprit(error: BaseException, impls) -> str | None:
     Innermost, because an exception raised in one handler is thrown back through every
     wrapper around it (the core's record writer among them) on its way out.
     """
-    codes = {getattr(getattr(impl.function, "__func__", impl.function), "__code__", None): impl.plugin_name for impl in impls}
+    codes = {getattr(getattr(impl.function, "__func__", impl.function), "__code__", None): impl.plugin_name
+             for impl in impls}
     culprit, frame = None, error.__traceback__
     while frame is not None:
         culprit = codes.get(frame.tb_frame.f_code, culprit)

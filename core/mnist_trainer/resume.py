@@ -84,8 +84,8 @@ def _resume(path: Path, folder: RunFolder | None, config: dict, saved: dict, epo
     if manager is None:
         _refuse_other_versions(path, config)
     if epochs and epochs != fields["epochs"] and pipeline.schedules:
-        raise UserError(f"{path}'s learning-rate schedule was built for {fields['epochs']} epochs and would not stretch "
-                        "to another number; start a new run with --epochs instead")
+        raise UserError(f"{path}'s learning-rate schedule was built for {fields['epochs']} epochs and would not "
+                        "stretch to another number; start a new run with --epochs instead")
     world = world or World(device=resolve_device(settings.device))
     check_shares(settings, world)
     dataset = load_data(pipeline, settings, world.device, output)
@@ -121,8 +121,8 @@ def _refuse_other_versions(path: Path, config: dict) -> None:
     for plugin in config["plugins"]:
         now = installed[plugin["name"]].version if plugin["name"] in installed else None
         if now != plugin["version"]:
-            raise UserError(f"{path} was recorded with plugin {plugin['name']!r} {plugin['version']}, and {now} is installed; "
-                            f"pip install {plugin['distribution']}=={plugin['version']} to resume it")
+            raise UserError(f"{path} was recorded with plugin {plugin['name']!r} {plugin['version']}, and {now} is "
+                            f"installed; pip install {plugin['distribution']}=={plugin['version']} to resume it")
 
 
 def _refuse_other_data(path: Path, config: dict, dataset) -> None:
@@ -130,8 +130,8 @@ def _refuse_other_data(path: Path, config: dict, dataset) -> None:
            "val": dataset.held_out}
     differs = [key for key, value in now.items() if config["dataset"].get(key) != value]
     if differs:
-        raise UserError(f"{path} was trained on other data ({', '.join(differs)} differ: it was {config['dataset']['name']}, "
-                        f"and is now {dataset.name}); resume it with the same data")
+        raise UserError(f"{path} was trained on other data ({', '.join(differs)} differ: it was "
+                        f"{config['dataset']['name']}, and is now {dataset.name}); resume it with the same data")
 
 
 def refuse_missing_plugins(run: Path, names) -> None:
@@ -141,8 +141,10 @@ def refuse_missing_plugins(run: Path, names) -> None:
     if not missing:
         return
     plugins = recorded(run).get("plugins")
-    sources = {plugin.get("name"): plugin for plugin in plugins if isinstance(plugin, dict)} if isinstance(plugins, list) else {}
+    sources = ({plugin.get("name"): plugin for plugin in plugins if isinstance(plugin, dict)}
+               if isinstance(plugins, list) else {})
     name = missing[0]
     source = sources.get(name, {"distribution": f"mnist-trainer-{name}", "version": None})
     pin = f"=={source['version']}" if source.get("version") else ""
-    raise UserError(f"{run} was trained with plugin {name!r}, which is not installed; pip install {source['distribution']}{pin}")
+    raise UserError(f"{run} was trained with plugin {name!r}, which is not installed; "
+                    f"pip install {source['distribution']}{pin}")

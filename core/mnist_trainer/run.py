@@ -14,10 +14,10 @@
 | `epoch`, `step` | the current epoch (0 before the first) and the optimizer steps taken so far |
 | `resumed` | whether this run continues a recorded one from its checkpoint |
 | `columns` | the keys every epoch row holds (the core's, then those plugins declare), known from `run_start` on |
-| `row` | the current epoch's metrics (at `epoch_end`: epoch, lr, train_loss, test_*, seconds); add to it to record more |
+| `row` | this epoch's metrics (at `epoch_end`: epoch, lr, train_loss, test_*, seconds); add to it to record more |
 | `history` | every finished epoch's row, oldest first |
 | `status`, `reason` | at `run_end`: completed, stopped, interrupted, diverged or failed, and why |
-| `generators` | the run's `torch.Generator`s by name (`shuffle`, `transform`): add yours, so a resumed run draws as the uninterrupted one |
+| `generators` | `torch.Generator`s by name (`shuffle`, `transform`): add yours, so a resume draws as if uninterrupted |
 
 `state(MyState)` gives a plugin its per-run state; `report(stage, **values)` prints a line and
 records it; `stop(reason)` ends the run after this epoch; `weights()` gives the weights that are
@@ -129,8 +129,8 @@ class Run:
     def report(self, stage: str, **values: Any) -> None:
         """Print ``stage key=value ...`` and append ``{"stage": stage, **values}`` to the record."""
         if not isinstance(stage, str) or not stage.strip() or stage in RESERVED_STAGES:
-            raise ValueError(f"run.report({stage!r}, ...): name the stage with text other than {', '.join(RESERVED_STAGES)}, "
-                             "which the record uses for its own lines")
+            raise ValueError(f"run.report({stage!r}, ...): name the stage with text other than "
+                             f"{', '.join(RESERVED_STAGES)}, which the record uses for its own lines")
         self.reporter(stage, {key: recordable(key, value) for key, value in values.items()})
 
     def stop(self, reason: str) -> None:
@@ -152,7 +152,8 @@ class Run:
         return self.evaluated() or self.network.state_dict()
 
     def keep(self, epoch: int, weights: dict) -> None:
-        """At run end, save `weights` (a state_dict of the network), those of finished epoch `epoch`, instead of the last."""
+        """At run end, save `weights` (a state_dict of the network), those of finished epoch `epoch`, instead of the
+        last."""
         finished = [row["epoch"] for row in self.history]
         if epoch not in finished:
             raise ValueError(f"run.keep({epoch!r}, ...) names no finished epoch (finished: {finished or 'none'})")

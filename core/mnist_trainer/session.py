@@ -95,7 +95,8 @@ def conduct(pipeline: Pipeline, run: Run, config: dict, folder: RunFolder | None
     builtins: dict[str, Any] = {"ranks": StopTogether()} if run.world.size > 1 else {}
     builtins["last-good"] = last_good
     if folder is not None:
-        builtins.update(record=RecordWriter(folder, config, last_good, summarise), terminal=Terminal(output.say, last_good))
+        builtins.update(record=RecordWriter(folder, config, last_good, summarise),
+                        terminal=Terminal(output.say, last_good))
     if folder is not None and output.progress:
         builtins["progress"] = Progress()
     builtins.update(extras or {})
@@ -176,20 +177,23 @@ def _declared(events: registry.Events, run: Run) -> list[str]:
         for column in columns:
             if column in declared or column in run.columns:
                 owner = declared.get(column, "the core")
-                raise UserError(f"plugins {owner!r} and {name!r} both add the column {column!r}; select only one of them")
+                raise UserError(f"plugins {owner!r} and {name!r} both add the column {column!r}; "
+                                "select only one of them")
             declared[column] = name
     return list(declared)
 
 
 def _evaluation_weights(pipeline: Pipeline, run: Run) -> Callable[[], dict | None]:
-    """What ``run.evaluated()`` asks: the one plugin supplying evaluation weights, in every process; its answer checked."""
+    """What ``run.evaluated()`` asks: the one plugin supplying evaluation weights, in every process; its answer
+    checked."""
     events, keys = pipeline.events, set(run.network.state_dict())
     supplier = registry.implementers(pipeline.manager, EVALUATION_WEIGHTS)[0]
 
     def weights() -> dict | None:
         answer = events.caller(EVALUATION_WEIGHTS, every_rank=True)(run=run)
         if answer is not None and (not isinstance(answer, dict) or set(answer) != keys):
-            raise PluginError(supplier, EVALUATION_WEIGHTS, "returned weights whose keys are not run.network.state_dict()'s; "
+            raise PluginError(supplier, EVALUATION_WEIGHTS,
+                              "returned weights whose keys are not run.network.state_dict()'s; "
                               "return a state_dict of the network, or None")
         return answer
 
@@ -257,7 +261,8 @@ def _settle(run: Run, ending: Ending) -> None:
 
 
 def _callbacks(run: Run, events: registry.Events, progress: Progress | None) -> trainer.Callbacks:
-    """The loop's callbacks as run events; the per-step ones only when some plugin listens, so they cost nothing otherwise."""
+    """The loop's callbacks as run events; the per-step ones only when some plugin listens, so they cost nothing
+    otherwise."""
     world = run.world
     mean_loss = bool(registry.implementers(events.manager, "mnist_trainer_step_end"))  # the same on every rank
     per_step = mean_loss or bool(registry.implementers(events.manager, "mnist_trainer_before_step"))
@@ -281,7 +286,8 @@ def _callbacks(run: Run, events: registry.Events, progress: Progress | None) -> 
         if not per_step:
             run.step += run.steps_per_epoch
         run.row.update(row)
-        run.history.append(run.row)  # the epoch is finished: its row is history for every handler, and for the checkpoint
+        # the epoch is finished: its row is history for every handler, and for the checkpoint
+        run.history.append(run.row)
         events.emit("mnist_trainer_epoch_end", run=run)
         return run.stop_requested is not None
 
@@ -299,21 +305,24 @@ def say_data(dataset: Dataset, world: World, output: Output) -> None:
     output.say(f"{'data':<12} {dataset.name}: {len(dataset.train)} train{val}, {len(dataset.test)} test images on "
                f"{world.device}")
     if world.size > 1:
-        output.say(f"{'processes':<12} {world.size} over {world.backend}, each with 1/{world.size} of every batch; rank 0 records")
+        output.say(f"{'processes':<12} {world.size} over {world.backend}, each with 1/{world.size} of every batch; "
+                   "rank 0 records")
 
 
 def _diverged(run: Run, diverged: trainer.Diverged) -> str:
     last = run.history[-1] if run.history else None
-    before = f"last finite: {last['train_loss']:.4g} in epoch {last['epoch']}, whose weights are kept" if last else "no epoch finished"
+    before = (f"last finite: {last['train_loss']:.4g} in epoch {last['epoch']}, whose weights are kept" if last
+              else "no epoch finished")
     return f"{diverged} ({before}); lower --lr (it is {run.lr}), or start from smaller weights (an init plugin)"
 
 
 def check_shares(settings: Settings, world: World) -> None:
     if settings.batch_size % world.size:
-        raise UserError(f"--batch-size {settings.batch_size} does not split evenly over {world.size} processes; give a multiple "
-                        f"of {world.size} (it is the global batch: each process takes an equal share)")
+        raise UserError(f"--batch-size {settings.batch_size} does not split evenly over {world.size} processes; "
+                        f"give a multiple of {world.size} (it is the global batch: each process takes an equal share)")
 
 
 def check_batch(settings: Settings, dataset: Dataset) -> None:
     if settings.batch_size > len(dataset.train):
-        raise UserError(f"--batch-size {settings.batch_size} is larger than the {len(dataset.train)} training images of {dataset.name}; choose a smaller one")
+        raise UserError(f"--batch-size {settings.batch_size} is larger than the {len(dataset.train)} training images "
+                        f"of {dataset.name}; choose a smaller one")

@@ -58,8 +58,10 @@ class _Holdout(click.ParamType):
             number = float(value)
         except (TypeError, ValueError):
             self.fail(f"{value!r} is neither a count of images nor a fraction", param, ctx)
-        if isinstance(value, bool) or not math.isfinite(number) or number <= 0 or (number >= 1 and number != int(number)):
-            self.fail(f"{value!r}: give a whole number of images (1 or more) or a fraction (above 0, below 1)", param, ctx)
+        if (isinstance(value, bool) or not math.isfinite(number) or number <= 0
+                or (number >= 1 and number != int(number))):
+            self.fail(f"{value!r}: give a whole number of images (1 or more) or a fraction (above 0, below 1)",
+                      param, ctx)
         return int(number) if number >= 1 else number
 
 
@@ -100,20 +102,25 @@ class Settings:
                                help="Learning rate of whichever optimizer is selected.")
     hidden: tuple[int, ...] | None = setting(None, flag="--hidden", kind=list, type=_Widths(), optional=True,
                                              show="256,256",
-                                             help="Hidden layer widths of the core's MLP; a model plugin has its own options.")
-    seed: int = setting(777, flag="--seed", kind=int, type=click.IntRange(0, SEED_MAX), help="Seed of every random draw.")
+                                             help="Hidden layer widths of the core's MLP; "
+                                                  "a model plugin has its own options.")
+    seed: int = setting(777, flag="--seed", kind=int, type=click.IntRange(0, SEED_MAX),
+                        help="Seed of every random draw.")
     device: str = setting("auto", flag="--device", kind=str, type=click.STRING, resumable=True,
-                          help="auto, cpu, cuda or cuda:N (with --resume: where to go on; the checkpoint loads anywhere).")
+                          help="auto, cpu, cuda or cuda:N (with --resume: where to go on; "
+                               "the checkpoint loads anywhere).")
     dataset: str = setting("auto", flag="--dataset", kind=str, type=click.STRING,
-                           help="auto, mnist, mnist-sample, fashion-mnist, synthetic:N, or an installed dataset plugin's "
-                                "name; auto uses MNIST when cached or downloadable, else mnist-sample.")
+                           help="auto, mnist, mnist-sample, fashion-mnist, synthetic:N, or an installed dataset "
+                                "plugin's name; auto uses MNIST when cached or downloadable, else mnist-sample.")
     data_dir: str | None = setting(None, flag="--data-dir", kind=str, type=click.Path(file_okay=False), optional=True,
                                    show="$MNIST_TRAINER_DATA or ~/.cache/mnist-trainer",
-                                   help="Folder with MNIST-format IDX files, or where mnist/fashion-mnist are downloaded.")
+                                   help="Folder with MNIST-format IDX files, "
+                                        "or where mnist/fashion-mnist are downloaded.")
     val: int | float | None = setting(None, flag="--val", kind=(int, float), type=_Holdout(), optional=True,
                                       show="none",
-                                      help="Hold out N training images (or a fraction, e.g. 0.1) as a validation split, "
-                                           "chosen by --seed: val_* columns each epoch, for early stopping and tuning.")
+                                      help="Hold out N training images (or a fraction, e.g. 0.1) as a "
+                                           "validation split, chosen by --seed: val_* columns each epoch, "
+                                           "for early stopping and tuning.")
     eval_train: bool = setting(False, flag="--eval-train", kind=bool, type=click.BOOL,
                                help="Also evaluate on the training split each epoch.")
     checkpoint_every: int = setting(1, flag="--checkpoint-every", kind=int, type=click.IntRange(min=1),
@@ -149,7 +156,8 @@ def declared() -> list[attrs.Attribute]:
 
 
 def convert(field: attrs.Attribute, value: Any, where: str) -> Any:
-    """`value` for `field` as its flag's type checks it, from the record's JSON; a one-line `UserError` naming `where`."""
+    """`value` for `field` as its flag's type checks it, from the record's JSON; a one-line `UserError` naming
+    `where`."""
     meta = field.metadata
     if value is None and meta["optional"]:
         return None
@@ -162,7 +170,8 @@ def convert(field: attrs.Attribute, value: Any, where: str) -> Any:
         raise UserError(f"{where} is {value!r}: {error.message}; the record is damaged") from None
 
 
-def from_record(record: Any, where: str = "settings") -> tuple[tuple[str, ...], dict[str, dict[str, Any]], dict[str, Any]]:
+def from_record(record: Any,
+                where: str = "settings") -> tuple[tuple[str, ...], dict[str, dict[str, Any]], dict[str, Any]]:
     """A record's settings, checked field by field: the plugin names, their raw options and the other fields."""
     if not isinstance(record, Mapping):
         raise UserError(f"{where} is {record!r}, not the settings of a run; the record is damaged")

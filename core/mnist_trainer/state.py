@@ -37,7 +37,8 @@ def state_hook(cls: type) -> Callable[[], type]:
 
 def make(plugin: str, cls: Any) -> Any:
     """The run's instance of `plugin`'s state class, checked to have the two methods a checkpoint needs."""
-    if not isinstance(cls, type) or not all(callable(getattr(cls, name, None)) for name in ("state_dict", "load_state_dict")):
+    if not isinstance(cls, type) or not all(callable(getattr(cls, name, None))
+                                            for name in ("state_dict", "load_state_dict")):
         raise PluginError(plugin, "mnist_trainer_state", f"returned {cls!r}; return a class with state_dict() and "
                           "load_state_dict(state) methods (subclass mnist_trainer.PluginState)")
     try:
@@ -47,7 +48,8 @@ def make(plugin: str, cls: Any) -> Any:
 
 
 def saved(plugin: str, instance: Any) -> dict[str, Any]:
-    """`instance.state_dict()`, refused in one line naming the plugin and the key when a checkpoint could not hold it."""
+    """`instance.state_dict()`, refused in one line naming the plugin and the key when a checkpoint could not hold
+    it."""
     try:
         state = instance.state_dict()
     except Exception as error:
@@ -57,9 +59,9 @@ def saved(plugin: str, instance: Any) -> dict[str, Any]:
     for key, value in state.items():
         problem = _unsaveable(value)
         if problem:
-            raise PluginError(plugin, "state_dict", f"its state[{key!r}] holds {problem}, which a checkpoint cannot hold "
-                              "(it is loaded without running code); keep tensors, numbers, text, None, and lists, "
-                              "tuples and dicts of them")
+            raise PluginError(plugin, "state_dict", f"its state[{key!r}] holds {problem}, which a checkpoint cannot "
+                              "hold (it is loaded without running code); keep tensors, numbers, text, None, and "
+                              "lists, tuples and dicts of them")
     return state
 
 

@@ -44,7 +44,8 @@ class CpuSyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
             return super().forward(input)
         self._check_input_dim(input)
         dims, shape = [0, *range(2, input.dim())], [1, -1] + [1] * (input.dim() - 2)
-        wide = input.double()  # in double, as F.batch_norm accumulates on the CPU: one pass loses nothing to cancellation
+        # in double, as F.batch_norm accumulates on the CPU: one pass loses nothing to cancellation
+        wide = input.double()
         local = wide.new_tensor([input.numel() // input.shape[1]])
         if int(local) * dist.get_world_size() < 2:
             raise ValueError("Expected more than 1 value per channel when training, got a global batch of 1")
@@ -76,6 +77,7 @@ def sync_batch_norm(module: nn.Module, device: torch.device) -> nn.Module:
                         f"{type(module).__name__}; give your norm a sync of its own")
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    synced = CpuSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+    synced = CpuSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats)
     synced.load_state_dict(module.state_dict())
     return synced.train(module.training)

@@ -89,7 +89,8 @@ class Callbacks:
 
 def columns(metric_names: Sequence[str], eval_train: bool, val: bool = False) -> tuple[str, ...]:
     """The keys of every row `fit` returns, in order."""
-    return ("epoch", "lr", "train_loss", *(f"{split}_{name}" for split in splits(eval_train, val) for name in metric_names),
+    return ("epoch", "lr", "train_loss",
+            *(f"{split}_{name}" for split in splits(eval_train, val) for name in metric_names),
             "eval_seconds", "seconds")
 
 
@@ -116,7 +117,8 @@ def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callba
         network = loop.evaluated() if loop.evaluated is not None else loop.network
         parts = {"val": dataset.val, "test": dataset.test, "train_eval": dataset.train}
         for split in splits(eval_train, dataset.val is not None):
-            row.update({f"{split}_{k}": v for k, v in evaluate(network, parts[split], loop.metrics, loop.world).items()})
+            row.update({f"{split}_{k}": v
+                        for k, v in evaluate(network, parts[split], loop.metrics, loop.world).items()})
         now = time.perf_counter()
         row["eval_seconds"] = round(now - trained, 4)
         row["seconds"] = round(now - started, 4)
@@ -127,7 +129,8 @@ def fit(loop: Loop, dataset: Dataset, epochs: int, callbacks: Callbacks = Callba
 
 
 def train_epoch(loop: Loop, split: Split, callbacks: Callbacks = Callbacks()) -> float:
-    """One pass over the shuffled split in full global mini-batches, this process's share of each; returns the mean training loss."""
+    """One pass over the shuffled split in full global mini-batches, this process's share of each; returns the mean
+    training loss."""
     loop.network.train()
     generator = loop.generator
     order = torch.randperm(len(split), generator=generator, device=generator.device, dtype=torch.int32)
@@ -138,7 +141,8 @@ def train_epoch(loop: Loop, split: Split, callbacks: Callbacks = Callbacks()) ->
     tick = max(batches // PROGRESS_TICKS, 1) if callbacks.progress is not None else 0
     for batch in range(batches):
         index = order[batch * loop.batch_size + start : batch * loop.batch_size + stop]
-        loss = step(loop, split.images.index_select(0, index), split.labels.index_select(0, index), callbacks.before_step)
+        loss = step(loop, split.images.index_select(0, index), split.labels.index_select(0, index),
+                    callbacks.before_step)
         total += loss
         if callbacks.step_end is not None:
             callbacks.step_end(loss)
@@ -179,7 +183,8 @@ def step(loop: Loop, images: torch.Tensor, labels: torch.Tensor,
     return loss.detach()
 
 
-def evaluate(network: torch.nn.Module, split: Split, metrics: Sequence[Metric], world: World = World()) -> dict[str, float]:
+def evaluate(network: torch.nn.Module, split: Split, metrics: Sequence[Metric],
+             world: World = World()) -> dict[str, float]:
     """Every metric on the whole split, in one batched pass in eval mode; each process computes its share's logits.
 
     The share goes in chunks, which bound the activations' memory (an empty share, one empty chunk).

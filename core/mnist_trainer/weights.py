@@ -22,7 +22,8 @@ def layers(network: nn.Module) -> tuple[nn.Module, ...]:
 
 
 def fans(weight: torch.Tensor) -> tuple[int, int]:
-    """``(fan_in, fan_out)``: for a Linear (out, in), ``(in, out)``; a convolution multiplies both by its kernel area."""
+    """``(fan_in, fan_out)``: for a Linear (out, in), ``(in, out)``; a convolution multiplies both by its kernel
+    area."""
     receptive = math.prod(weight.shape[2:])
     return weight.shape[1] * receptive, weight.shape[0] * receptive
 

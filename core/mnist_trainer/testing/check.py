@@ -188,14 +188,16 @@ class _Runs:
         return {"path": self.folder / name, "rows": run.history, "summary": {"status": run.status}}
 
     def resume(self, broken: dict) -> list[str]:
-        """Resume the interrupted run as ``mnist-run --resume`` does; the devices its plugins' state tensors came back on."""
+        """Resume the interrupted run as ``mnist-run --resume`` does; the devices its plugins' state tensors came
+        back on."""
         from ..resume import resume
         from ..session import Output
 
         seen = _Devices()
         self.manager.register(seen, name="check:devices")
         try:
-            resume(broken["path"], None, None, Output(say=lambda line: None, warn=lambda line: None), manager=self.manager)
+            resume(broken["path"], None, None, Output(say=lambda line: None, warn=lambda line: None),
+                   manager=self.manager)
         except UserError as error:
             raise self.checker.fail("resumes", error.message) from None
         finally:
@@ -245,7 +247,8 @@ class _Runs:
 
 
 class _Interrupt:
-    """Ctrl-C as epoch `epoch` starts: the run records itself interrupted, its last checkpoint that of the epoch before."""
+    """Ctrl-C as epoch `epoch` starts: the run records itself interrupted, its last checkpoint that of the epoch
+    before."""
 
     def __init__(self, epoch: int):
         self.epoch = epoch

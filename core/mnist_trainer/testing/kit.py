@@ -34,9 +34,9 @@ class ConvModel:
         first, second = self.channels
 
         def build(slots):
-            return nn.Sequential(nn.Unflatten(1, (1, 28, 28)), nn.Conv2d(1, first, 5), slots.activation(), nn.MaxPool2d(2),
-                                 nn.Conv2d(first, second, 3), slots.activation(), nn.MaxPool2d(2), nn.Flatten(),
-                                 nn.Linear(second * 5 * 5, 10))
+            return nn.Sequential(nn.Unflatten(1, (1, 28, 28)), nn.Conv2d(1, first, 5), slots.activation(),
+                                 nn.MaxPool2d(2), nn.Conv2d(first, second, 3), slots.activation(), nn.MaxPool2d(2),
+                                 nn.Flatten(), nn.Linear(second * 5 * 5, 10))
 
         return Model(f"test conv model {first}, {second} -> {{activation}}", build, uses=("activation",), kind="conv")
 
@@ -83,7 +83,8 @@ def build(manager, run_settings: Settings | None = None, data=None):
 
 
 def train_steps(manager, run_settings: Settings | None = None, steps: int = 5, data=None):
-    """Build, then train `steps` random mini-batches (transforms and penalties apply); returns the network and each loss."""
+    """Build, then train `steps` random mini-batches (transforms and penalties apply); returns the network and each
+    loss."""
     import torch
 
     from ..trainer import step
