@@ -63,10 +63,11 @@ def main() -> None:
     lines = [f"checkpoint cost on {dataset}: median epoch after the first, median of 15 checkpoint writes"]
     for plugins in (("relu", "xavier"), ("cnn", "relu")):
         epoch, write, size = measure(plugins, dataset, 2 if args.tiny else 3)
-        lines.append(f"{'+'.join(plugins):<12} epoch {epoch:7.3f} s  checkpoint {write * 1000:6.1f} ms ({size:.2f} MiB)  "
-                     f"{write / epoch:6.2%} of the epoch")
+        lines.append(f"{'+'.join(plugins):<12} epoch {epoch:7.3f} s  checkpoint {write * 1000:6.1f} ms "
+                     f"({size:.2f} MiB)  {write / epoch:6.2%} of the epoch")
         if not args.tiny:
-            lines.append(target(f"{'+'.join(plugins)}: a checkpoint every epoch costs at most 5% of it", write / epoch <= 0.05))
+            lines.append(target(f"{'+'.join(plugins)}: a checkpoint every epoch costs at most 5% of it",
+                                write / epoch <= 0.05))
     text = "\n".join(lines)
     print(text)
     if args.record:

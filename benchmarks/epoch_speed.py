@@ -7,7 +7,7 @@ parts, and the course lab's.
     python benchmarks/epoch_speed.py --scaling        # also synthetic 60,000 vs 240,000 through mnist-trainer
     python benchmarks/epoch_speed.py --cnn            # also Lab 11's CNN, by hand and as --plugin cnn --plugin relu
     python benchmarks/epoch_speed.py --optimizer rmsprop  # every loop with --plugin rmsprop's optimizer
-    python benchmarks/epoch_speed.py --device cuda    # on a GPU: the loops by hand and mnist-trainer, data on the device
+    python benchmarks/epoch_speed.py --device cuda    # on a GPU: loops by hand and mnist-trainer, data on the device
     python benchmarks/epoch_speed.py --tiny           # a seconds-long smoke run of everything (the test suite's)
 
 Each variant runs in its own process, on the same data, model (784-256-256-10 ReLU,
@@ -145,7 +145,8 @@ def main() -> None:
         return child(args.variant, args.dataset, args.epochs, args.optimizer, args.device)
     if args.tiny:
         args.dataset, args.epochs, args.rounds = "synthetic:1200", 2, 1
-    dataset = args.dataset or ("fashion-mnist" if (FASHION / "train-images-idx3-ubyte.gz").exists() else "synthetic:60000")
+    dataset = args.dataset or ("fashion-mnist" if (FASHION / "train-images-idx3-ubyte.gz").exists()
+                               else "synthetic:60000")
     checks = not args.tiny
     lines = [optimizer_line(args.optimizer, args.device)]
     lines += report(dataset, args.epochs, args.rounds, checks, args.optimizer, args.device, args.listeners or args.tiny)
@@ -158,7 +159,8 @@ def main() -> None:
     if args.record:
         command = " ".join(["python", "benchmarks/epoch_speed.py", *sys.argv[1:]])
         with RESULTS.open("a") as file:
-            file.write(f"\n## {time.strftime('%Y-%m-%d')}: `{command}`\n\nMachine: {machine(args.device)}\n\n```\n{text}\n```\n")
+            file.write(f"\n## {time.strftime('%Y-%m-%d')}: `{command}`\n\n"
+                       f"Machine: {machine(args.device)}\n\n```\n{text}\n```\n")
 
 
 def arguments() -> argparse.Namespace:
@@ -171,9 +173,11 @@ def arguments() -> argparse.Namespace:
                         help="synthetic:1200, 2 epochs, every part (with --optimizer: the MLP's), no targets")
     parser.add_argument("--listeners", action="store_true", help="also mnist-trainer with one do-nothing listener of "
                                                                  "step_end, and of before_step")
-    parser.add_argument("--scaling", action="store_true", help="also time mnist-trainer on synthetic 60,000 and 240,000")
+    parser.add_argument("--scaling", action="store_true",
+                        help="also time mnist-trainer on synthetic 60,000 and 240,000")
     parser.add_argument("--cnn", action="store_true", help="also time Lab 11's CNN by hand and through mnist-trainer")
-    parser.add_argument("--cnn-dataset", help="the CNN's data (default: --dataset); its epochs are ~20x the MLP's on a CPU")
+    parser.add_argument("--cnn-dataset",
+                        help="the CNN's data (default: --dataset); its epochs are ~20x the MLP's on a CPU")
     parser.add_argument("--optimizer", metavar="NAME", help="every loop with this optimizer plugin's optimizer")
     parser.add_argument("--device", default="cpu", help="cpu or cuda: the loops by hand and mnist-trainer (not the "
                                                         "course loop, which is CPU-bound by design) train there")
@@ -201,12 +205,14 @@ def report(dataset: str, epochs: int, rounds: int, checks: bool, optimizer: str 
     lines = [
         f"data: {dataset} ({train_size} train, {test_size} test images) on {device}; {rounds} alternating rounds of "
         f"{epochs} epochs per variant; medians of the epochs after each round's first",
-        f"{'variant':<15} {'s/epoch':>8} {'vs plain':>9} {'vs ours':>8} {'eval share':>10} {'peak RSS':>10}  rounds (s/epoch)",
+        f"{'variant':<15} {'s/epoch':>8} {'vs plain':>9} {'vs ours':>8} {'eval share':>10} {'peak RSS':>10}  "
+        "rounds (s/epoch)",
     ]
     for name, result in results.items():
         seconds = result["epoch_seconds"]
         lines.append(f"{name:<15} {seconds:>8.3f} {seconds / plain:>8.2f}x {seconds / ours:>7.3f}x "
-                     f"{result['eval_seconds'] / seconds:>9.1%} {result['peak_rss_mib']:>6.0f} MiB  {per_round(result)}")
+                     f"{result['eval_seconds'] / seconds:>9.1%} {result['peak_rss_mib']:>6.0f} MiB  "
+                     f"{per_round(result)}")
     if device == "cpu":
         flops = epoch_flops(train_size, test_size)
         floor = flops / matmul_rate()
@@ -223,7 +229,8 @@ def targets(results: dict, adam: bool) -> list[str]:
     lines = [target("mnist-trainer within 3% of the same-parts loop",
                     seconds / results["same-parts loop"]["epoch_seconds"] <= 1.03)]
     if adam:
-        lines.append(target("mnist-trainer at most 0.85x the plain loop", seconds / results["plain loop"]["epoch_seconds"] <= 0.85))
+        lines.append(target("mnist-trainer at most 0.85x the plain loop",
+                            seconds / results["plain loop"]["epoch_seconds"] <= 0.85))
     if adam and "course loop" in results:
         lines.append(target("mnist-trainer at least 4x faster than the course loop",
                             results["course loop"]["epoch_seconds"] / seconds >= 4))
@@ -245,12 +252,14 @@ def cnn_report(dataset: str, epochs: int, rounds: int, checks: bool, optimizer: 
     lines = [
         f"cnn: {dataset} on {device}, Lab 11's network (conv 32, conv 64, Linear); {rounds} alternating rounds of "
         f"{epochs} epochs",
-        f"{'variant':<19} {'s/epoch':>8} {'vs plain':>9} {'vs ours':>8} {'eval share':>10} {'peak RSS':>10}  rounds (s/epoch)",
+        f"{'variant':<19} {'s/epoch':>8} {'vs plain':>9} {'vs ours':>8} {'eval share':>10} {'peak RSS':>10}  "
+        "rounds (s/epoch)",
     ]
     for name, result in results.items():
         seconds = result["epoch_seconds"]
         lines.append(f"{name:<19} {seconds:>8.3f} {seconds / plain:>8.2f}x {seconds / ours:>7.3f}x "
-                     f"{result['eval_seconds'] / seconds:>9.1%} {result['peak_rss_mib']:>6.0f} MiB  {per_round(result)}")
+                     f"{result['eval_seconds'] / seconds:>9.1%} {result['peak_rss_mib']:>6.0f} MiB  "
+                     f"{per_round(result)}")
     if checks:
         lines.append(target("mnist-trainer cnn within 3% of the same-parts cnn loop",
                             ours / results["same-parts cnn loop"]["epoch_seconds"] <= 1.03))

@@ -42,18 +42,21 @@ def main() -> None:
     parser.add_argument("--plugins", default="relu,xavier", help="comma-separated, e.g. batchnorm,he")
     parser.add_argument("--record", action="store_true", help=f"append the output to {RESULTS.name}")
     args = parser.parse_args()
-    data = ["--data-dir", str(FASHION)] if (FASHION / "train-images-idx3-ubyte.gz").exists() else ["--dataset", "synthetic:60000"]
+    data = (["--data-dir", str(FASHION)] if (FASHION / "train-images-idx3-ubyte.gz").exists()
+            else ["--dataset", "synthetic:60000"])
     run = ["-m", "mnist_trainer", *(f"--plugin={name}" for name in args.plugins.split(",")), *data,
            "--epochs", str(args.epochs), "--device", "cpu"]
     n = args.processes
     with tempfile.TemporaryDirectory() as folder:
         one_thread = epoch_seconds([sys.executable, *run], Path(folder) / "one-thread", 1)
         threads = epoch_seconds([sys.executable, *run], Path(folder) / "threads", n)
-        processes = epoch_seconds([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n), *run],
+        processes = epoch_seconds([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                   "--nproc-per-node", str(n), *run],
                                   Path(folder) / "processes", 1)
     share = max(0.0, 1 - one_thread / n / processes)
     lines = [
-        f"{' '.join(data)}, --plugin {' --plugin '.join(args.plugins.split(','))}, batch 100, median of epochs 2-{args.epochs}:",
+        f"{' '.join(data)}, --plugin {' --plugin '.join(args.plugins.split(','))}, batch 100, "
+        f"median of epochs 2-{args.epochs}:",
         f"  1 process  x 1 thread : {one_thread:.3f} s/epoch",
         f"  1 process  x {n} threads: {threads:.3f} s/epoch ({one_thread / threads:.2f}x the 1-thread speed)",
         f"  {n} processes x 1 thread: {processes:.3f} s/epoch ({one_thread / processes:.2f}x the 1-thread speed); "
@@ -62,7 +65,8 @@ def main() -> None:
     print("\n".join(lines))
     if args.record:
         with RESULTS.open("a") as results:
-            results.write(f"\n## {time.strftime('%Y-%m-%d')}: `python benchmarks/processes.py {' '.join(sys.argv[1:])}`\n\n"
+            results.write(f"\n## {time.strftime('%Y-%m-%d')}: "
+                          f"`python benchmarks/processes.py {' '.join(sys.argv[1:])}`\n\n"
                           f"On {os.cpu_count()} CPU cores.\n\n```\n" + "\n".join(lines) + "\n```\n")
 
 

@@ -40,7 +40,8 @@ def main() -> None:
     lines = [f"{args.rounds} alternating rounds; seconds of wall time"]
     for command, seconds in walls.items():
         lines.append(f"{' '.join(command):<28} fastest {min(seconds):.3f}  median {statistics.median(seconds):.3f}")
-    lines += [target(f"{' '.join(command)} under {LIMIT} s", min(seconds) < LIMIT) for command, seconds in walls.items()]
+    lines += [target(f"{' '.join(command)} under {LIMIT} s", min(seconds) < LIMIT)
+              for command, seconds in walls.items()]
     text = "\n".join(lines)
     print(text)
     if args.record:

@@ -47,7 +47,8 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     for split, items in splits.items():
         rng.shuffle(items)
-        write_idx(OUT / f"{split}-images-idx3-ubyte.gz", bytes(p for _, pixels in items for p in pixels), (len(items), 28, 28))
+        write_idx(OUT / f"{split}-images-idx3-ubyte.gz", bytes(p for _, pixels in items for p in pixels),
+                  (len(items), 28, 28))
         write_idx(OUT / f"{split}-labels-idx1-ubyte.gz", bytes(label for label, _ in items), (len(items),))
         print(f"{split}: {len(items)} digits")
 

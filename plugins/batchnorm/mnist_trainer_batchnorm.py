@@ -1,4 +1,5 @@
-"""Batch normalisation in the norm slot: BatchNorm1d after each hidden Linear, BatchNorm2d after each convolution; before the activation."""
+"""Batch normalisation in the norm slot: BatchNorm1d after each hidden Linear, BatchNorm2d after each convolution;
+before the activation."""
 
 import attrs
 from attrs.validators import gt, le

@@ -29,7 +29,8 @@ def to_channels(value) -> tuple[int, ...]:
 @attrs.frozen
 class CnnOptions:
     channels: tuple[int, ...] = option((32, 64), converter=to_channels,
-                                       help=f"comma-separated output channels of 1 to {MAX_BLOCKS} conv blocks, e.g. 32,64")
+                                       help=f"comma-separated output channels of 1 to {MAX_BLOCKS} conv blocks, "
+                                            "e.g. 32,64")
 
 
 mnist_trainer_options = options_hook(CnnOptions)
@@ -49,11 +50,12 @@ def mnist_trainer_model(options, data):
         layers, previous = [nn.Unflatten(1, data.shape)], depth
         for width in channels:
             norms = slots.norm2d(width)  # a norm's shift replaces the convolution's bias
-            layers += [nn.Conv2d(previous, width, 3, padding=1, bias=not norms), *norms, slots.activation(), nn.MaxPool2d(2)]
+            layers += [nn.Conv2d(previous, width, 3, padding=1, bias=not norms), *norms, slots.activation(),
+                       nn.MaxPool2d(2)]
             previous = width
         return nn.Sequential(*layers, nn.Flatten(), *slots.dropout(), nn.Linear(features, data.classes))
 
     blocks = ", ".join(str(width) for width in channels)
-    summary = (f"CNN, {len(channels)} blocks: Conv2d 3x3 ({blocks} channels) -> {{norm}} -> {{activation}} -> MaxPool2d 2x2; "
-               f"then {{dropout}} -> Linear({features}, {data.classes})")
+    summary = (f"CNN, {len(channels)} blocks: Conv2d 3x3 ({blocks} channels) -> {{norm}} -> {{activation}} -> "
+               f"MaxPool2d 2x2; then {{dropout}} -> Linear({features}, {data.classes})")
     return Model(summary, build, uses=("activation", "norm2d", "dropout"), kind="cnn", layout="channels_last")

@@ -32,7 +32,8 @@ def to_gain(value) -> float | str:
 class XavierOptions:
     distribution: str = option("uniform", converter=choice(*DISTRIBUTIONS), help="uniform or normal")
     gain: float | str = option(1.0, converter=to_gain,
-                               help=f"a number above 0, or one of {', '.join(GAIN_NAMES)} (activation = the active one's gain)")
+                               help=f"a number above 0, or one of {', '.join(GAIN_NAMES)} "
+                                    "(activation = the active one's gain)")
 
 
 mnist_trainer_options = options_hook(XavierOptions)
@@ -47,7 +48,8 @@ def mnist_trainer_init(options):
             gain = 1.0 if layer is context.output else hidden_gain
             fill(layer.weight, gain * math.sqrt(2.0 / (fan_in + fan_out)), options.distribution)
 
-    return Initializer(f"Xavier {options.distribution}, gain {options.gain}; output layer gain 1; biases untouched", apply)
+    return Initializer(f"Xavier {options.distribution}, gain {options.gain}; output layer gain 1; biases untouched",
+                       apply)
 
 
 def resolve_gain(gain, activation_gain: float) -> float:

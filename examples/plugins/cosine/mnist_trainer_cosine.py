@@ -14,7 +14,8 @@ from mnist_trainer import Schedule, choice, hookimpl, number, option, options_ho
 
 @attrs.frozen
 class CosineOptions:
-    eta_min: float = option(0.0, converter=number, validator=ge(0.0), help="a number, 0 or more: the final learning rate")
+    eta_min: float = option(0.0, converter=number, validator=ge(0.0),
+                            help="a number, 0 or more: the final learning rate")
     per: str = option("epoch", converter=choice("epoch", "batch"), help="epoch or batch: how often the rate moves")
 
 

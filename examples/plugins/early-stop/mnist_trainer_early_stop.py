@@ -21,8 +21,8 @@ BOOKKEEPING = ("epoch", "lr", "eval_seconds", "seconds")  # columns of the row t
 @attrs.frozen
 class EarlyStopOptions:
     metric: str = option("auto", converter=str,
-                         help="a column of the epoch row, e.g. val_loss or test_accuracy; auto: val_accuracy with --val, "
-                              "else test_loss")
+                         help="a column of the epoch row, e.g. val_loss or test_accuracy; auto: val_accuracy "
+                              "with --val, else test_loss")
     patience: int = option(3, converter=int, validator=ge(1), help="a whole number of epochs, 1 or more")
     min_delta: float = option(0.0, converter=number, validator=ge(0.0), help="a number, 0 or more")
     mode: str = option("auto", converter=choice("auto", "min", "max"),
@@ -43,7 +43,8 @@ mnist_trainer_state = state_hook(Best)
 
 
 def watched(run) -> str:
-    """The column it watches: the option's, or for auto the validation accuracy when there is one, else the test loss."""
+    """The column it watches: the option's, or for auto the validation accuracy when there is one, else the test
+    loss."""
     metric = run.settings.options(EarlyStopOptions).metric
     if metric != "auto":
         return metric
@@ -62,7 +63,8 @@ def mnist_trainer_run_start(run):
     metric = watched(run)
     metrics = [column for column in run.columns if column not in BOOKKEEPING]
     if metric not in metrics:
-        raise UserError(f"-o {NAME}.metric={metric} is not a metric of the epoch row; choose one of: {', '.join(metrics)}")
+        raise UserError(f"-o {NAME}.metric={metric} is not a metric of the epoch row; "
+                        f"choose one of: {', '.join(metrics)}")
 
 
 @hookimpl
@@ -72,7 +74,8 @@ def mnist_trainer_epoch_end(run):
     if best.epoch is None or improves(value, best.value, metric, options):
         best.epoch, best.value = run.epoch, value
         best.weights = {key: tensor.clone() for key, tensor in run.weights().items()}
-    elif run.epoch - best.epoch >= options.patience and run.epoch < run.settings.epochs:  # the last epoch ends it anyway
+    elif (run.epoch - best.epoch >= options.patience
+          and run.epoch < run.settings.epochs):  # the last epoch ends it anyway
         run.stop(f"stopped early at epoch {run.epoch}, best epoch {best.epoch}")
 
 

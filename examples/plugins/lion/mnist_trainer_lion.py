@@ -14,7 +14,8 @@ from mnist_trainer import Optimizer, hookimpl, number, option, options_hook
 
 
 class Lion(torch.optim.Optimizer):
-    """``w -= lr * (sign(beta1 * m + (1 - beta1) * g) + weight_decay * w)``, then ``m = beta2 * m + (1 - beta2) * g``."""
+    """``w -= lr * (sign(beta1 * m + (1 - beta1) * g) + weight_decay * w)``, then
+    ``m = beta2 * m + (1 - beta2) * g``."""
 
     def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0):
         super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})

@@ -17,7 +17,8 @@ SIDE = 28
 
 @attrs.frozen
 class ShiftOptions:
-    pixels: int = option(2, converter=int, validator=[ge(1), le(SIDE - 1)], help=f"a whole number of pixels, 1 to {SIDE - 1}")
+    pixels: int = option(2, converter=int, validator=[ge(1), le(SIDE - 1)],
+                         help=f"a whole number of pixels, 1 to {SIDE - 1}")
 
 
 mnist_trainer_options = options_hook(ShiftOptions)
