@@ -60,7 +60,8 @@ def fake_plugin(tmp_path, monkeypatch):
         (folder / f"{module}.py").write_text(textwrap.dedent(source))
         info = folder / f"{module}-0.0.1.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.0.1\nSummary: test plugin {name}\n")
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.0.1\n"
+                                       f"Summary: test plugin {name}\n")
         (info / "entry_points.txt").write_text(f"[mnist_trainer]\n{name} = {module}\n")
         return folder
 

@@ -44,7 +44,8 @@ def test_checkpoint_cost_tiny_mode_measures_both_models():
     out = subprocess.run([sys.executable, ROOT / "benchmarks" / "checkpoint_cost.py", "--tiny"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    rows = re.findall(r"^(\S+)\s+epoch\s+([\d.]+) s\s+checkpoint\s+([\d.]+) ms \(([\d.]+) MiB\)", out.stdout, flags=re.M)
+    rows = re.findall(r"^(\S+)\s+epoch\s+([\d.]+) s\s+checkpoint\s+([\d.]+) ms \(([\d.]+) MiB\)", out.stdout,
+                      flags=re.M)
     assert [row[0] for row in rows] == ["relu+xavier", "cnn+relu"], out.stdout
     assert all(float(epoch) > 0 and float(ms) > 0 and float(mib) > 0 for _, epoch, ms, mib in rows)
     assert "target" not in out.stdout

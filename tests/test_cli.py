@@ -21,12 +21,14 @@ def test_run_writes_a_complete_record(run_cli, tmp_path):
     assert result.exit_code == 0, result.output
     assert "ReLU [relu]" in result.stdout and "Sigmoid" not in result.stdout
     config = json.loads((out / "config.json").read_text())
-    assert config["plugins"] == [{"name": "relu", "distribution": "mnist-trainer-relu", "version": "0.1.0", "reason": "selected"}]
+    assert config["plugins"] == [{"name": "relu", "distribution": "mnist-trainer-relu", "version": "0.1.0",
+                                  "reason": "selected"}]
     assert {k: v for k, v in config["dataset"].items() if "fingerprint" not in k} == {
         "name": "synthetic:600", "source": "generated", "plugin": "core", "version": "0.3.0", "train_size": 600,
         "test_size": 100, "val": None}
     assert len(config["dataset"]["fingerprint"]) == len(config["dataset"]["test_fingerprint"]) == 64
-    assert config["settings"]["hidden"] == [32, 32] and config["settings"]["options"] == {"relu": {"negative_slope": 0.0}}
+    assert (config["settings"]["hidden"] == [32, 32]
+            and config["settings"]["options"] == {"relu": {"negative_slope": 0.0}})
     assert config["versions"]["torch"] == torch.__version__ and config["device"]["name"] == "cpu"
     assert config["summary"]["final"]["epoch"] == 2
     assert (config["summary"]["status"], config["summary"]["reason"]) == ("completed", "trained 2 epochs")
@@ -35,12 +37,14 @@ def test_run_writes_a_complete_record(run_cli, tmp_path):
     assert config["lr"] == 0.001 and config["settings"]["lr"] is None  # the rate used, and that --lr was not given
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2]
-    assert set(rows[0]) >= {"lr", "train_loss", "test_loss", "test_accuracy", "train_eval_loss", "train_eval_accuracy", "seconds"}
+    assert set(rows[0]) >= {"lr", "train_loss", "test_loss", "test_accuracy", "train_eval_loss", "train_eval_accuracy",
+                            "seconds"}
     assert rows[0]["lr"] == rows[1]["lr"] == 0.001
     model = torch.load(out / "model.pt", weights_only=True)
     assert model["settings"] == config["settings"] and model["epoch"] == 2 and model["run_id"] == config["run_id"]
     assert model["state_dict"]["0.linear.weight"].shape == (32, 784)
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "model.pt"]  # no temporaries
+    # no temporaries
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "model.pt"]
 
 
 def test_json_summary_on_stdout_and_the_rest_on_stderr(run_cli, tmp_path):
@@ -99,24 +103,31 @@ def existing_run(tmp_path):
 BAD_INPUT = {
     "unknown plugin": (lambda tmp: ["--plugin", "rleu"], ["unknown plugin 'rleu'", "did you mean 'relu'?"]),
     "malformed -o": (lambda tmp: ["--plugin", "relu", "-o", "relu.negative_slope"], ["NAME.KEY=VALUE"]),
-    "unknown key": (lambda tmp: ["--plugin", "relu", "-o", "relu.slope=1"], ["unknown option relu.slope", "relu.negative_slope"]),
-    "out of range": (lambda tmp: ["--plugin", "relu", "-o", "relu.negative_slope=-1"], ["relu.negative_slope=-1", "a number >= 0"]),
-    "wrong type": (lambda tmp: ["--plugin", "relu", "-o", "relu.negative_slope=steep"], ["relu.negative_slope=steep", "a number >= 0"]),
+    "unknown key": (lambda tmp: ["--plugin", "relu", "-o", "relu.slope=1"],
+                    ["unknown option relu.slope", "relu.negative_slope"]),
+    "out of range": (lambda tmp: ["--plugin", "relu", "-o", "relu.negative_slope=-1"],
+                     ["relu.negative_slope=-1", "a number >= 0"]),
+    "wrong type": (lambda tmp: ["--plugin", "relu", "-o", "relu.negative_slope=steep"],
+                   ["relu.negative_slope=steep", "a number >= 0"]),
     "option for unselected plugin": (lambda tmp: ["-o", "relu.negative_slope=0.1"], ["not selected", "--plugin relu"]),
     "hidden with gaps": (lambda tmp: ["--hidden", "256,,x"], ["--hidden", "positive widths"]),
     "hidden zero": (lambda tmp: ["--hidden", "0"], ["--hidden"]),
     "zero epochs": (lambda tmp: ["--epochs", "0"], ["--epochs", "0 is not in the range"]),
     "zero batch": (lambda tmp: ["--batch-size", "0"], ["--batch-size"]),
-    "batch above train set": (lambda tmp: ["--dataset", "mnist-sample", "--batch-size", "5000"], ["--batch-size 5000", "4000 training images"]),
+    "batch above train set": (lambda tmp: ["--dataset", "mnist-sample", "--batch-size", "5000"],
+                              ["--batch-size 5000", "4000 training images"]),
     "bad dataset": (lambda tmp: ["--dataset", "cifar"], ["unknown --dataset 'cifar'", "mnist-sample"]),
     "empty data dir": (lambda tmp: ["--data-dir", tmp], ["no MNIST-format files", "--dataset mnist-sample"]),
     "truncated idx": (lambda tmp: ["--data-dir", truncated_copy(tmp)], ["train-images-idx3-ubyte.gz is truncated"]),
-    "unwritable out": (lambda tmp: ["--dataset", "synthetic:100", "--batch-size", "10", "--out", a_file(tmp)], ["cannot write", "file/run: Not a directory", "choose another --out"]),
-    "out holds a run": (lambda tmp: ["--dataset", "synthetic:100", "--batch-size", "10", "--out", existing_run(tmp)], ["already holds files"]),
+    "unwritable out": (lambda tmp: ["--dataset", "synthetic:100", "--batch-size", "10", "--out", a_file(tmp)],
+                       ["cannot write", "file/run: Not a directory", "choose another --out"]),
+    "out holds a run": (lambda tmp: ["--dataset", "synthetic:100", "--batch-size", "10", "--out", existing_run(tmp)],
+                        ["already holds files"]),
     "bad device": (lambda tmp: ["--device", "tpu"], ["--device 'tpu'"]),
     "cpu:1": (lambda tmp: ["--device", "cpu:1"], ["--device 'cpu:1'", "use auto, cpu, cuda or cuda:N"]),
     "core option": (lambda tmp: ["-o", "core.lr=0.1"], ["the core takes no -o options", "use its flags"]),
-    "newline in a value": (lambda tmp: ["--plugin", "relu", "-o", "relu.negative_slope=0.1\nEVIL"], ["relu.negative_slope=0.1 EVIL"]),
+    "newline in a value": (lambda tmp: ["--plugin", "relu", "-o", "relu.negative_slope=0.1\nEVIL"],
+                           ["relu.negative_slope=0.1 EVIL"]),
     "out name too long": (lambda tmp: ["--dataset", "synthetic:100", "--batch-size", "10", "--out", tmp / ("x" * 300)],
                           ["cannot write", "File name too long"]),
     "data dir name too long": (lambda tmp: ["--data-dir", tmp / ("x" * 300)], ["File name too long"]),
@@ -146,7 +157,8 @@ OPTIMIZER_NONSENSE = {
 @pytest.mark.parametrize("case", list(OPTIMIZER_NONSENSE))
 def test_an_optimizer_plugins_nonsense_is_one_line_before_any_folder(run_cli, tmp_path, case):
     args, words = OPTIMIZER_NONSENSE[case]
-    result = run_cli(*args, "--dataset", "synthetic:100", "--batch-size", "10", "--epochs", "1", "--out", tmp_path / "x")
+    result = run_cli(*args, "--dataset", "synthetic:100", "--batch-size", "10", "--epochs", "1",
+                     "--out", tmp_path / "x")
     assert_user_error(result, words)
     assert not (tmp_path / "x").exists()
 
@@ -195,7 +207,8 @@ def test_progress_bar_only_on_a_terminal(monkeypatch, tmp_path):
     monkeypatch.setattr("sys.stderr", terminal)
     output = cli._output(as_json=False)
     assert output.progress
-    settings, pipeline = build.select([], [], dataset="synthetic:600", epochs=2, batch_size=10, hidden=(16,), device="cpu")
+    settings, pipeline = build.select([], [], dataset="synthetic:600", epochs=2, batch_size=10, hidden=(16,),
+                                      device="cpu")
     session.train(settings, pipeline, tmp_path / "run", output)
     assert "epoch 1" in terminal.getvalue() and "epoch 2" in terminal.getvalue() and "100%" in terminal.getvalue()
     assert not pipeline.events.listens("mnist_trainer_step_end")  # the bar moves without the per-step event
@@ -208,7 +221,8 @@ def test_a_cnn_run_is_rebuilt_by_mnist_eval_exactly(run_cli, tmp_path):
     out = tmp_path / "cnn"
     result = run_cli("--plugin", "cnn", "--plugin", "batchnorm", "-o", "cnn.channels=4,8", *fast, "--out", out)
     assert result.exit_code == 0, result.output
-    assert "CNN, 2 blocks: Conv2d 3x3 (4, 8 channels) -> BatchNorm(momentum=0.1, eps=1e-05) [batchnorm]" in result.stdout
+    assert ("CNN, 2 blocks: Conv2d 3x3 (4, 8 channels) -> BatchNorm(momentum=0.1, eps=1e-05) [batchnorm]"
+            in result.stdout)
     config = json.loads((out / "config.json").read_text())
     assert config["settings"]["hidden"] is None and config["settings"]["options"]["cnn"] == {"channels": [4, 8]}
     evaluated = run_cli(out, "--dataset", "synthetic:600", "--json", command=cli.evaluate)
@@ -218,7 +232,8 @@ def test_a_cnn_run_is_rebuilt_by_mnist_eval_exactly(run_cli, tmp_path):
 
 
 def test_hidden_with_a_model_plugin_is_one_line(run_cli):
-    assert_user_error(run_cli("--plugin", "cnn", "--hidden", "64"), ["--hidden sets the widths of the core's MLP", "plugin 'cnn'"])
+    assert_user_error(run_cli("--plugin", "cnn", "--hidden", "64"),
+                      ["--hidden sets the widths of the core's MLP", "plugin 'cnn'"])
 
 
 def test_more_processes_than_cores_asks_to_be_sure_before_starting_any(run_cli, tmp_path):

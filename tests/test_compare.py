@@ -38,7 +38,8 @@ def test_seeds_files_table_and_spread(run_cli, tmp_path):
     assert relu["final_test_accuracy"]["mean"] == pytest.approx(sum(accuracies) / 2)
     assert relu["final_test_accuracy"]["std"] == pytest.approx(abs(accuracies[0] - accuracies[1]) / 2)
     for run in relu["runs"]:  # each arm and seed is an ordinary run record
-        assert json.loads((tmp_path / "cmp" / "relu" / f"seed-{run['seed']}" / "config.json").read_text())["settings"]["seed"] == run["seed"]
+        config = json.loads((tmp_path / "cmp" / "relu" / f"seed-{run['seed']}" / "config.json").read_text())
+        assert config["settings"]["seed"] == run["seed"]
     table = list(csv.DictReader((tmp_path / "cmp" / "comparison.csv").open()))
     assert [row["arm"] for row in table] == ["relu", "core"]
     assert float(table[0]["final_test_accuracy_mean"]) == pytest.approx(relu["final_test_accuracy"]["mean"])
@@ -89,7 +90,8 @@ def test_the_plots_show_one_labelled_line_per_arm(run_cli, tmp_path):
     assert (loss.get_xlabel(), loss.get_ylabel(), accuracy.get_ylabel()) == ("epoch", "training loss", "test accuracy")
     assert len(accuracy.collections) == 2  # a band for each arm's seed spread
     gradients = plots.gradients(runs).axes[0]
-    assert len(gradients.get_lines()) == 2 and gradients.get_yscale() == "log" and gradients.get_xlabel().startswith("weight layer")
+    assert (len(gradients.get_lines()) == 2 and gradients.get_yscale() == "log"
+            and gradients.get_xlabel().startswith("weight layer"))
     from matplotlib.image import imread
 
     for name, size in (("curves.png", (420, 1100)), ("gradients.png", (420, 650))):
@@ -117,7 +119,8 @@ def test_mnist_plot_draws_from_records_and_needs_matplotlib(run_cli, tmp_path):
     hidden = "import sys; sys.modules['matplotlib'] = None; from mnist_trainer.cli import plot; plot(sys.argv[1:])"
     out = subprocess.run([sys.executable, "-c", hidden, str(tmp_path / "run"), "--out", str(tmp_path / "x.png")],
                          capture_output=True, text=True)
-    assert out.returncode == 2 and out.stderr.strip() == "Error: mnist-plot needs matplotlib: pip install 'mnist-trainer[plot]'"
+    assert (out.returncode == 2
+            and out.stderr.strip() == "Error: mnist-plot needs matplotlib: pip install 'mnist-trainer[plot]'")
 
 
 def test_without_matplotlib_a_comparison_still_works_and_says_how_to_get_plots(run_cli, tmp_path, monkeypatch):

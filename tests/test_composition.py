@@ -76,11 +76,13 @@ def test_plugins_a_model_cannot_use_are_refused_when_composing():
     with pytest.raises(UserError, match="plugin 'rbm-pretrain' initialises only the mlp model, but the model of plugin "
                                         "'cnn' is a cnn; select one of them, not both"):
         compose(manager, testing.settings())
-    with pytest.raises(UserError, match=r"--hidden sets the widths of the core's MLP, and plugin 'cnn' builds its own network"):
+    with pytest.raises(UserError,
+                       match=r"--hidden sets the widths of the core's MLP, and plugin 'cnn' builds its own network"):
         compose(registry.make_manager(cnn), testing.settings(hidden=(8,)))
     conv_only = testing.plugin_manager(model=testing.ConvModel())
     registry.load(conv_only, ["dropout"])
-    with pytest.raises(UserError, match="plugin 'dropout' fills the dropout slot, which the model of plugin 'model' does not have"):
+    with pytest.raises(UserError, match="plugin 'dropout' fills the dropout slot, "
+                                        "which the model of plugin 'model' does not have"):
         compose(conv_only, testing.settings())
 
 

@@ -40,8 +40,8 @@ READS_BOTH = "return tuple(int(part) for part in (value.split(',') if isinstance
 def test_an_option_that_cannot_come_back_from_the_record_is_refused_before_any_folder(run_cli, fake_plugin, tmp_path):
     fake_plugin("widths", TUPLE_MODEL.format(reader=READS_TEXT_ONLY))
     out = tmp_path / "run"
-    result = run_cli("--plugin", "widths", "-o", "widths.widths=8,4", *[a for a in FAST if a not in ("--hidden", "32,32")],
-                     "--out", out)
+    result = run_cli("--plugin", "widths", "-o", "widths.widths=8,4",
+                     *[a for a in FAST if a not in ("--hidden", "32,32")], "--out", out)
     assert_user_error(result, ["plugin 'widths'", "do not survive the run record", "widths.widths",
                                "AttributeError: 'list' object has no attribute 'split'"])
     assert not out.exists()
@@ -52,7 +52,8 @@ def test_an_option_whose_converter_reads_the_record_resumes(fake_plugin, tmp_pat
     env = {"PYTHONPATH": str(site)}
     fast = [a for a in FAST if a not in ("--hidden", "32,32")]
     out = tmp_path / "run"
-    assert console("mnist-run", "--plugin", "widths", "-o", "widths.widths=8,4", *fast, "--out", out, env=env).returncode == 0
+    assert console("mnist-run", "--plugin", "widths", "-o", "widths.widths=8,4", *fast, "--out", out,
+                   env=env).returncode == 0
     resumed = console("mnist-run", "--resume", out, "--epochs", "3", env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert "MLP (8, 4)" in resumed.stdout

@@ -133,7 +133,8 @@ def test_val_holds_out_images_disjoint_from_training_the_same_for_a_seed_and_oth
     train_rows = {tuple(row.tolist()) for row in data.train.images}
     assert not any(tuple(row.tolist()) in train_rows for row in data.val.images)  # disjoint (no digit is twice)
     assert torch.equal(data.val.images, again.val.images) and data.held_out == again.held_out
-    assert not torch.equal(data.val.images, other.val.images) and data.held_out["fingerprint"] != other.held_out["fingerprint"]
+    assert (not torch.equal(data.val.images, other.val.images)
+            and data.held_out["fingerprint"] != other.held_out["fingerprint"])
     assert data.held_out["count"] == 1000 and data.held_out["seed"] == 777
     assert len(held_out(777, 0.1).val) == 400
 
@@ -176,8 +177,8 @@ def test_mnist_eval_rebuilds_the_data_a_run_used_without_touching_anything_else(
 def test_mnist_eval_refuses_changed_data_and_evaluates_elsewhere_when_asked(run_cli, tmp_path):
     make_idx_folder(tmp_path / "idx", count=200)
     out = tmp_path / "run"
-    assert run_cli("-p", "relu", "--data-dir", tmp_path / "idx", "--epochs", "1", "--batch-size", "50", "--hidden", "16",
-                   "--device", "cpu", "--out", out).exit_code == 0
+    assert run_cli("-p", "relu", "--data-dir", tmp_path / "idx", "--epochs", "1", "--batch-size", "50",
+                   "--hidden", "16", "--device", "cpu", "--out", out).exit_code == 0
     make_idx_folder(tmp_path / "idx", count=150)  # the files changed since
     assert_user_error(run_cli(out, "--device", "cpu", command=cli.evaluate),
                       ["is not what it was trained on", "evaluate elsewhere with --dataset or --data-dir"])

@@ -100,8 +100,9 @@ def test_torchs_batch_norms_synchronise_with_their_state_and_a_subclass_is_refus
     assert type(synced) is CpuSyncBatchNorm and synced.momentum == 0.3 and synced.training
     assert all(torch.equal(synced.state_dict()[key], value) for key, value in norm.state_dict().items())
     inputs = torch.randn(8, 3)
-    assert torch.equal(synced(inputs), torch.nn.functional.batch_norm(inputs, None, None, training=True, weight=synced.weight,
-                                                                      bias=synced.bias))  # on one process: torch's own
+    assert torch.equal(synced(inputs),
+                       torch.nn.functional.batch_norm(inputs, None, None, training=True, weight=synced.weight,
+                                                      bias=synced.bias))  # on one process: torch's own
     with pytest.raises(TypeError, match="not Custom"):
         sync_batch_norm(Custom(3), torch.device("cpu"))
 
@@ -113,20 +114,25 @@ def test_two_processes_train_as_one_does(tmp_path, plugins):
     assert alone.returncode == 0, alone.stderr
     two = torchrun(*flags, "--out", tmp_path / "two")
     assert two.returncode == 0, two.stderr
-    assert "processes    2 over gloo" in two.stdout and two.stdout.count("done: test accuracy") == 1  # rank 0 alone speaks
+    assert ("processes    2 over gloo" in two.stdout
+            and two.stdout.count("done: test accuracy") == 1)  # rank 0 alone speaks
     atol = 1e-5
     if "batchnorm" in plugins:
-        # With batch norm, one process on 2 threads instead of 1 (sums in another order, nothing else) already ends up to
-        # 4e-5 away on some first-layer weights after 540 Adam steps: below that floor no implementation can agree, so two
-        # processes are held to twice the distance between those two single-process runs, and never looser than 1e-5.
+        # With batch norm, one process on 2 threads instead of 1 (sums in another order, nothing else) already ends up
+        # to 4e-5 away on some first-layer weights after 540 Adam steps: below that floor no implementation can agree,
+        # so two processes are held to twice the distance between those two single-process runs, and never looser than
+        # 1e-5.
         threads = console("mnist-run", *flags, "--out", tmp_path / "threads", env={**ENV, "OMP_NUM_THREADS": "2"})
         assert threads.returncode == 0, threads.stderr
         atol = max(atol, 2 * largest_difference(tmp_path / "one", tmp_path / "threads"))
     assert_same_training(tmp_path / "one", tmp_path / "two", atol=atol)
     config = json.loads((tmp_path / "two" / "config.json").read_text())
-    assert config["world"]["size"] == 2 and config["world"]["backend"] == "gloo" and len(config["world"]["devices"]) == 2
+    assert (config["world"]["size"] == 2 and config["world"]["backend"] == "gloo"
+            and len(config["world"]["devices"]) == 2)
     assert config["summary"]["status"] == "completed"
-    assert sorted(path.name for path in (tmp_path / "two").iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl", "model.pt"]
+    assert sorted(path.name for path in (tmp_path / "two").iterdir()) == [
+        "checkpoint.pt", "config.json", "metrics.jsonl", "model.pt"
+    ]
 
 
 def test_lbfgs_line_searches_see_the_global_batchs_loss_on_every_process(tmp_path):
@@ -164,9 +170,10 @@ def test_two_nodes_through_a_c10d_rendezvous_train_as_one_process_does(tmp_path)
     assert console("mnist-run", *flags, "--out", tmp_path / "one", env=ENV).returncode == 0
     endpoint = f"127.0.0.1:{free_port()}"
     nodes = [subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank), "--nproc-per-node", "1",
-         "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "test", "-m", "mnist_trainer", *flags,
-         "--out", tmp_path / "two"], env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank),
+         "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", "test",
+         "-m", "mnist_trainer", *flags, "--out", tmp_path / "two"],
+        env={**os.environ, **ENV}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True) for rank in (0, 1)]
     outputs = [node.communicate(timeout=300) for node in nodes]
     assert [node.returncode for node in nodes] == [0, 0], outputs
@@ -231,10 +238,12 @@ def mnist_trainer_run_end(run):
 
 def test_a_rank_failing_gives_one_line_per_process_and_rank_0_records_the_cause(fake_plugin, tmp_path):
     site = fake_plugin("fails", RANK_ONE_FAILS)
-    ended = torchrun("--plugin", "fails", "--plugin", "relu", *SHORT, "--out", tmp_path / "run", env={"PYTHONPATH": str(site)})
+    ended = torchrun("--plugin", "fails", "--plugin", "relu", *SHORT, "--out", tmp_path / "run",
+                     env={"PYTHONPATH": str(site)})
     assert ended.returncode != 0
     lines = errors(ended)
-    assert len(lines) == 2 and "[rank" not in ended.stderr.replace("[rank0]:[W", ""), ended.stderr  # no traceback from us
+    assert (len(lines) == 2
+            and "[rank" not in ended.stderr.replace("[rank0]:[W", "")), ended.stderr  # no traceback from us
     assert "Error: plugin 'fails' failed in mnist_trainer_epoch_end: ValueError: no room left on rank 1" in lines
     assert "Error: rank 0: stopped, because rank 1 failed: plugin 'fails' failed in mnist_trainer_epoch_end: " \
            "ValueError: no room left on rank 1" in lines
@@ -246,12 +255,13 @@ def test_a_rank_failing_gives_one_line_per_process_and_rank_0_records_the_cause(
                          ids=["asked-on-rank-0", "asked-on-rank-1"])
 def test_a_stop_asked_on_any_rank_stops_every_rank_together_with_its_reason(fake_plugin, tmp_path, source, reason):
     site = fake_plugin("stopper", source)
-    ended = torchrun("--plugin", "stopper", "--plugin", "relu", *SHORT, "--checkpoint-every", "3", "--out", tmp_path / "run",
-                     env={"PYTHONPATH": str(site)})
+    ended = torchrun("--plugin", "stopper", "--plugin", "relu", *SHORT, "--checkpoint-every", "3",
+                     "--out", tmp_path / "run", env={"PYTHONPATH": str(site)})
     assert ended.returncode == 0, ended.stderr
     summary = json.loads((tmp_path / "run" / "config.json").read_text())["summary"]
     assert summary["status"] == "stopped" and summary["reason"] == reason and summary["epochs"] == 2
-    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 2  # the stopped epoch's, to extend it
+    # the checkpoint is the stopped epoch's, to extend it
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["epoch"] == 2
 
 
 RANK_ONE_FAILS_AT_THE_END = """
@@ -267,7 +277,8 @@ def mnist_trainer_run_end(run):
 
 def test_rank_1_failing_at_run_end_makes_the_record_failed_before_rank_0_finishes_it(fake_plugin, tmp_path):
     site = fake_plugin("endfail", RANK_ONE_FAILS_AT_THE_END)
-    ended = torchrun("--plugin", "endfail", "--plugin", "relu", *SHORT, "--out", tmp_path / "run", env={"PYTHONPATH": str(site)})
+    ended = torchrun("--plugin", "endfail", "--plugin", "relu", *SHORT, "--out", tmp_path / "run",
+                     env={"PYTHONPATH": str(site)})
     assert ended.returncode != 0 and "done: test accuracy" not in ended.stdout, ended.stdout
     assert sorted(errors(ended)) == [
         "Error: plugin 'endfail' failed in mnist_trainer_run_end: ValueError: cannot upload the report",
@@ -279,8 +290,10 @@ def test_rank_1_failing_at_run_end_makes_the_record_failed_before_rank_0_finishe
 
 def test_rank_0_failing_after_the_last_epoch_stops_the_others_with_one_line(fake_plugin, tmp_path):
     site = fake_plugin("endfail", RANK_ZERO_FAILS_AT_THE_END)
-    ended = torchrun("--plugin", "endfail", "--plugin", "relu", *SHORT, "--out", tmp_path / "run", env={"PYTHONPATH": str(site)})
-    assert ended.returncode != 0 and "[rank" not in ended.stderr and "Exception ignored" not in ended.stderr, ended.stderr
+    ended = torchrun("--plugin", "endfail", "--plugin", "relu", *SHORT, "--out", tmp_path / "run",
+                     env={"PYTHONPATH": str(site)})
+    assert (ended.returncode != 0 and "[rank" not in ended.stderr
+            and "Exception ignored" not in ended.stderr), ended.stderr
     assert sorted(errors(ended)) == [
         "Error: plugin 'endfail' failed in mnist_trainer_run_end: ValueError: cannot upload the report",
         "Error: rank 1: stopped, because rank 0 failed: plugin 'endfail' failed in mnist_trainer_run_end: "
@@ -294,9 +307,11 @@ def test_mnist_run_nproc_starts_the_processes_through_torchrun_and_exits_as_they
     assert "processes    2 over gloo" in started.stdout and started.stdout.count("done: test accuracy") == 1
     assert json.loads((tmp_path / "run" / "config.json").read_text())["world"]["size"] == 2
     nested = console("mnist-run", "--nproc", "2", "--plugin", "relu", env={"WORLD_SIZE": "2", "RANK": "0"})
-    assert nested.returncode == 2 and nested.stderr == "Error: --nproc starts torchrun itself; under torchrun, leave --nproc out\n"
+    assert (nested.returncode == 2
+            and nested.stderr == "Error: --nproc starts torchrun itself; under torchrun, leave --nproc out\n")
     comparing = console("mnist-compare", "relu", "core", env={"WORLD_SIZE": "2", "RANK": "0"})
-    assert comparing.returncode == 2 and comparing.stderr.startswith("Error: mnist-compare trains its arms one after another")
+    assert (comparing.returncode == 2
+            and comparing.stderr.startswith("Error: mnist-compare trains its arms one after another"))
 
 
 def test_what_cannot_work_across_processes_is_one_line_per_process(tmp_path):
@@ -306,13 +321,16 @@ def test_what_cannot_work_across_processes_is_one_line_per_process(tmp_path):
     assert errors(uneven) == ["Error: --batch-size 49 does not split evenly over 2 processes; give a multiple of 2 "
                               "(it is the global batch: each process takes an equal share)"] * 2
     nccl = torchrun("--plugin", "relu", *SHORT, "--backend", "nccl", "--out", tmp_path / "nccl")
-    assert errors(nccl) == ["Error: --backend nccl needs CUDA devices, and this run trains on cpu; use --backend gloo (or auto)"] * 2
+    assert errors(nccl) == [
+        "Error: --backend nccl needs CUDA devices, and this run trains on cpu; use --backend gloo (or auto)"
+    ] * 2
 
 
 def test_a_missing_or_unreachable_rendezvous_is_one_line_not_a_hang(tmp_path):
     alone = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", **ENV, "MNIST_TRAINER_DIST_TIMEOUT": "3"}
     without = console("mnist-run", "--plugin", "relu", *SHORT, env=alone, timeout=60)
-    assert without.returncode == 2 and without.stderr.startswith("Error: WORLD_SIZE is set but MASTER_ADDR/MASTER_PORT are not")
+    assert (without.returncode == 2
+            and without.stderr.startswith("Error: WORLD_SIZE is set but MASTER_ADDR/MASTER_PORT are not"))
     nobody = console("mnist-run", "--plugin", "relu", *SHORT, timeout=60,
                      env={**alone, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})
     assert nobody.returncode == 2 and len(nobody.stderr.strip().splitlines()) == 1, nobody.stderr
@@ -326,6 +344,8 @@ def test_two_gpus_over_nccl_train_as_one_gpu_does(tmp_path):
     two = torchrun(*flags, "--out", tmp_path / "two")
     assert one.returncode == 0 and two.returncode == 0, two.stderr
     world = json.loads((tmp_path / "two" / "config.json").read_text())["world"]
-    assert world["backend"] == "nccl" and [device.split(":")[:2] for device in world["devices"]] == [["cuda", "0"], ["cuda", "1"]]
+    assert (world["backend"] == "nccl"
+            and [device.split(":")[:2] for device in world["devices"]] == [["cuda", "0"], ["cuda", "1"]])
     for row, twin in zip(epochs(tmp_path / "one"), epochs(tmp_path / "two"), strict=True):  # GPU kernels: not bitwise
-        assert all(twin[key] == pytest.approx(value, rel=1e-4) for key, value in row.items() if key not in ("stage", "epoch"))
+        assert all(twin[key] == pytest.approx(value, rel=1e-4)
+                   for key, value in row.items() if key not in ("stage", "epoch"))

@@ -75,7 +75,8 @@ def mirror(tmp_path, monkeypatch):
     generator = torch.Generator().manual_seed(0)
     resources = []
     for split, count in (("train", 100), ("t10k", 40)):
-        for kind, array in (("images-idx3", torch.randint(0, 256, (count, 28, 28), generator=generator, dtype=torch.uint8)),
+        for kind, array in (("images-idx3",
+                             torch.randint(0, 256, (count, 28, 28), generator=generator, dtype=torch.uint8)),
                             ("labels-idx1", torch.randint(0, 10, (count,), generator=generator, dtype=torch.uint8))):
             name = f"{split}-{kind}-ubyte.gz"
             (served / name).write_bytes(idx_gz(array))

@@ -147,7 +147,8 @@ class FirstActivation:
 
 @pytest.mark.parametrize("plugin, option", [(WrapsInit(), "wrapper"), (FirstActivation(), "tryfirst")])
 def test_stage_hooks_refuse_ordering_options_at_load(plugin, option):
-    with pytest.raises(UserError, match=rf"plugin 'odd': mnist_trainer_\w+ is marked {option}, which a stage hook cannot honour"):
+    with pytest.raises(UserError,
+                       match=rf"plugin 'odd': mnist_trainer_\w+ is marked {option}, which a stage hook cannot honour"):
         testing.plugin_manager(odd=plugin)
 
 
@@ -168,8 +169,9 @@ def test_tracing_prints_every_hook_call_with_plugins_and_time(run_cli, fake_plug
     assert result.exit_code == 0, result.output
     traced = [line for line in result.stderr.splitlines() if line.startswith("trace: ")]
     assert "trace: mnist_trainer_activation [relu]" in "\n".join(traced)
+    # the built-in wrappers are entered first, act after the plugin
     assert any(line.startswith("trace: mnist_trainer_epoch_end [core:terminal, core:record, core:last-good, stopper] ")
-               and line.endswith(" ms") for line in traced)  # the built-in wrappers are entered first, act after the plugin
+               and line.endswith(" ms") for line in traced)
     assert any(line.startswith("trace: mnist_trainer_report [core:record, core:terminal]") for line in traced)
     assert not any(line.startswith("trace: mnist_trainer_run_end") for line in traced)  # nobody handles it: not called
     monkeypatch.delenv("MNIST_TRAINER_TRACE")
@@ -196,8 +198,8 @@ def test_ctrl_c_keeps_the_last_finished_epoch_and_exits_130(run_cli, fake_plugin
     out = tmp_path / "run"
     result = run_cli("--plugin", "ctrlc", *FAST, "--epochs", "5", "--json", "--out", out)
     assert result.exit_code == 130
-    assert result.stderr.strip().splitlines()[-1] == (f"interrupted (Ctrl-C); model.pt holds epoch 1; mnist-run --resume {out} "
-                                                      "goes on from epoch 1")
+    assert result.stderr.strip().splitlines()[-1] == (f"interrupted (Ctrl-C); model.pt holds epoch 1; "
+                                                      f"mnist-run --resume {out} goes on from epoch 1")
     summary = json.loads(result.stdout)  # --json still prints the summary
     assert json.loads((out / "config.json").read_text())["summary"] == summary
     assert (summary["status"], summary["reason"], summary["epochs"]) == ("interrupted", "interrupted during epoch 2", 1)

@@ -30,7 +30,8 @@ def test_lab9_is_one_mnist_compare_of_its_five_configurations(tmp_path):
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     arms = json.loads(out.stdout)["arms"]
-    assert [arm["name"] for arm in arms] == ["relu+normal-init", "relu+xavier", "relu+he", "relu+xavier+dropout", "batchnorm+he"]
+    assert [arm["name"] for arm in arms] == ["relu+normal-init", "relu+xavier", "relu+he", "relu+xavier+dropout",
+                                             "batchnorm+he"]
     assert all("grad-stats" in arm["plugins"] and 0 <= arm["final_test_accuracy"]["mean"] <= 1 for arm in arms)
     assert (tmp_path / "lab9" / "curves.png").is_file() and (tmp_path / "lab9" / "gradients.png").is_file()
 
@@ -71,7 +72,8 @@ def test_the_example_plugins_compose_in_one_run_with_first_party_ones(tmp_path):
     assert [row["lr"] for row in epochs] == pytest.approx(expected, rel=1e-9)
     verdict = [row for row in rows if row["stage"] == "early-stop"]
     assert len(verdict) == 1 and verdict[0]["best_epoch"] == summary["saved"]["epoch"]
-    assert summary["status"] == "completed" and summary["final"]["epoch"] == len(epochs) == 15  # SGD at 0.001 keeps improving
+    assert (summary["status"] == "completed"
+            and summary["final"]["epoch"] == len(epochs) == 15)  # SGD at 0.001 keeps improving
 
 
 def test_early_stop_keeps_the_best_epoch_and_mnist_eval_reproduces_it(tmp_path):

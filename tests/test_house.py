@@ -11,7 +11,8 @@ MODULE_LINES, FUNCTION_LINES = 400, 50
 
 def test_every_module_is_under_400_lines():
     assert len(SOURCES) > 30  # the core and the plugins were found: a rule over nothing checks nothing
-    long = {path.relative_to(ROOT): count for path in SOURCES if (count := len(path.read_text().splitlines())) >= MODULE_LINES}
+    long = {path.relative_to(ROOT): count for path in SOURCES
+            if (count := len(path.read_text().splitlines())) >= MODULE_LINES}
     assert not long, long
 
 
@@ -26,9 +27,10 @@ def test_every_function_is_under_50_lines():
     assert not long, long
 
 
-PUBLIC = {"mnist_trainer", "mnist_trainer.weights", "mnist_trainer.syncbn", "mnist_trainer.download", "mnist_trainer.idx",
-          "mnist_trainer.testing"}
-PLUGINS = sorted(path for folder in ("plugins", "examples/plugins") for path in (ROOT / folder).glob("*/mnist_trainer_*.py"))
+PUBLIC = {"mnist_trainer", "mnist_trainer.weights", "mnist_trainer.syncbn", "mnist_trainer.download",
+          "mnist_trainer.idx", "mnist_trainer.testing"}
+PLUGINS = sorted(path for folder in ("plugins", "examples/plugins")
+                 for path in (ROOT / folder).glob("*/mnist_trainer_*.py"))
 
 
 def imported(path: Path) -> set[str]:
@@ -48,4 +50,5 @@ def test_plugins_import_only_the_public_api_and_never_each_other():
     assert len(PLUGINS) >= 15
     for path in PLUGINS:
         ours = {name for name in imported(path) if name.startswith("mnist_trainer")}
-        assert ours <= PUBLIC, f"{path.relative_to(ROOT)} imports {sorted(ours - PUBLIC)}, which are not mnist_trainer's public API"
+        assert ours <= PUBLIC, (f"{path.relative_to(ROOT)} imports {sorted(ours - PUBLIC)}, "
+                                "which are not mnist_trainer's public API")

@@ -1,4 +1,5 @@
-"""The loop's plain parts as stage answers feed them: schedules, batch transforms, loss-aware penalties, the test kit."""
+"""The loop's plain parts as stage answers feed them: schedules, batch transforms, loss-aware penalties, the test
+kit."""
 
 import pytest
 import torch
@@ -98,7 +99,8 @@ def test_the_test_kit_names_options_and_evaluates_as_a_run_does():
     manager = testing.plugin_manager(mnist_trainer_relu)
     assert manager.has_plugin("relu")  # the entry-point name a run registers it under
     leaky = testing.compose(manager, testing.settings(mnist_trainer_relu.ReluOptions(negative_slope=0.1)))
-    assert leaky.activation == ("relu", leaky.activation[1]) and "LeakyReLU(negative_slope=0.1)" in leaky.activation[1].summary
+    assert (leaky.activation == ("relu", leaky.activation[1])
+            and "LeakyReLU(negative_slope=0.1)" in leaky.activation[1].summary)
     data = testing.tiny_data()
     run = testing.fit(manager, SETTINGS, data)
     final = testing.evaluate(manager, run.network, data.test, SETTINGS)

@@ -25,26 +25,33 @@ MISTAKES = {
         "def mnist_trainer_metrics(settings):\n    return [Metric('half', lambda logits, labels: 0.5)]",
         ["failed in mnist_trainer_metrics (compute)", "returned a float (0.5), expected a 0-d tensor"], True),
     "penalty returns a vector": (
-        "def mnist_trainer_regularizer(settings):\n    return Regularizer('vec', penalty=lambda net, logits, labels: logits.sum(1))",
-        ["failed in mnist_trainer_regularizer (penalty)", "a torch.float32 tensor of shape (50,), expected a 0-d tensor"], True),
+        "def mnist_trainer_regularizer(settings):\n"
+        "    return Regularizer('vec', penalty=lambda net, logits, labels: logits.sum(1))",
+        ["failed in mnist_trainer_regularizer (penalty)",
+         "a torch.float32 tensor of shape (50,), expected a 0-d tensor"], True),
     "transform returns images alone": (
-        "def mnist_trainer_regularizer(settings):\n    return Regularizer('half', transform=lambda images, labels, generator: images)",
+        "def mnist_trainer_regularizer(settings):\n"
+        "    return Regularizer('half', transform=lambda images, labels, generator: images)",
         ["failed in mnist_trainer_regularizer (transform)", "expected a pair (images, labels)"], True),
     "transform changes the image width": (
-        "def mnist_trainer_regularizer(settings):\n    return Regularizer('crop', transform=lambda images, labels, generator: (images[:, :700], labels))",
+        "def mnist_trainer_regularizer(settings):\n"
+        "    return Regularizer('crop', transform=lambda images, labels, generator: (images[:, :700], labels))",
         ["failed in mnist_trainer_regularizer (transform)", "returned images a torch.float32 tensor of shape (50, 700)",
          "expected (N, 784) and torch.float32 as given"], True),
     "transform returns labels of another dtype": (
-        "def mnist_trainer_regularizer(settings):\n    return Regularizer('f', transform=lambda images, labels, generator: (images, labels.float()))",
+        "def mnist_trainer_regularizer(settings):\n"
+        "    return Regularizer('f', transform=lambda images, labels, generator: (images, labels.float()))",
         ["failed in mnist_trainer_regularizer (transform)", "returned labels a torch.float32 tensor of shape (50,)",
          "expected class indices (int64, shape (50,)) or class probabilities (float, shape (50, 10))"], True),
     "transform returns soft labels of another width": (
-        "def mnist_trainer_regularizer(settings):\n    return Regularizer('w', transform=lambda images, labels, generator: "
-        "(images, torch.ones(len(labels), 3)))",
-        ["failed in mnist_trainer_regularizer (transform)", "returned labels a torch.float32 tensor of shape (50, 3)"], True),
+        "def mnist_trainer_regularizer(settings):\n"
+        "    return Regularizer('w', transform=lambda images, labels, generator: (images, torch.ones(len(labels), 3)))",
+        ["failed in mnist_trainer_regularizer (transform)",
+         "returned labels a torch.float32 tensor of shape (50, 3)"], True),
     "loss returns a vector": (
         "def mnist_trainer_loss(settings):\n    return Loss('each', lambda logits, labels: logits.sum(1))",
-        ["failed in mnist_trainer_loss (compute)", "a torch.float32 tensor of shape (50,), expected a 0-d tensor"], True),
+        ["failed in mnist_trainer_loss (compute)",
+         "a torch.float32 tensor of shape (50,), expected a 0-d tensor"], True),
     "schedule without step": (
         "def mnist_trainer_schedule(settings):\n    return Schedule('none', lambda optimizer, steps, epochs: object())",
         ["failed in mnist_trainer_schedule (build)", "expected a scheduler whose step() takes no arguments"], True),
@@ -53,16 +60,20 @@ MISTAKES = {
         "torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer))",
         ["failed in mnist_trainer_schedule (build)", "ReduceLROnPlateau's needs a metric"], True),
     "an optimizer whose step needs a closure it did not ask for": (
-        "def mnist_trainer_optimizer(settings):\n    return Optimizer('lbfgs', lambda parameters, lr: torch.optim.LBFGS(parameters, lr=lr), lr=1.0)",
+        "def mnist_trainer_optimizer(settings):\n"
+        "    return Optimizer('lbfgs', lambda parameters, lr: torch.optim.LBFGS(parameters, lr=lr), lr=1.0)",
         ["failed in mnist_trainer_optimizer (build)", "built a LBFGS, whose step() needs a closure",
          "Optimizer(..., closure=True)"], True),
     "an optimizer ignoring the rate it is given": (
-        "def mnist_trainer_optimizer(settings):\n    return Optimizer('sgd', lambda parameters, lr: torch.optim.SGD(parameters, lr=0.1), lr=0.01)",
-        ["failed in mnist_trainer_optimizer (build)", "learning rate 0.1, not the 0.01 it was given; build it with lr"], True),
+        "def mnist_trainer_optimizer(settings):\n"
+        "    return Optimizer('sgd', lambda parameters, lr: torch.optim.SGD(parameters, lr=0.1), lr=0.01)",
+        ["failed in mnist_trainer_optimizer (build)",
+         "learning rate 0.1, not the 0.01 it was given; build it with lr"], True),
     "a row value that cannot be recorded": (
         "def mnist_trainer_epoch_end(run):\n    run.row['norm'] = run.network[0].linear.weight.norm(dim=1)\n"
         "@hookimpl\ndef mnist_trainer_columns(run):\n    return ('norm',)",
-        ["failed in mnist_trainer_epoch_end", "'norm' = a torch.float32 tensor of shape (32,) cannot be recorded"], True),
+        ["failed in mnist_trainer_epoch_end",
+         "'norm' = a torch.float32 tensor of shape (32,) cannot be recorded"], True),
     "a row value under a name not declared": (
         "def mnist_trainer_epoch_end(run):\n    run.row['extra'] = 1.0",
         ["failed in mnist_trainer_epoch_end", "run.row['extra']: 'extra' is not a column of this run",
@@ -78,7 +89,8 @@ MISTAKES = {
         ["failed in mnist_trainer_epoch_end", "run.report('epoch', ...): name the stage"], True),
     "a report of a value that cannot be recorded": (
         "def mnist_trainer_epoch_end(run):\n    run.report('mine', weights=run.network[0].linear.weight)",
-        ["failed in mnist_trainer_epoch_end", "'weights' = a torch.float32 tensor of shape (32, 784) cannot be recorded"], True),
+        ["failed in mnist_trainer_epoch_end",
+         "'weights' = a torch.float32 tensor of shape (32, 784) cannot be recorded"], True),
     "a stop without a reason": (
         "def mnist_trainer_epoch_end(run):\n    run.stop('')",
         ["failed in mnist_trainer_epoch_end", "run.stop(''): say why the run stops"], True),
@@ -109,11 +121,13 @@ MISTAKES = {
         "def mnist_trainer_norm(settings):\n    return Norm('broken', lambda width: 1 / 0)",
         ["failed in mnist_trainer_norm (build)", "ZeroDivisionError: division by zero"], True),
     "exception in apply": (
-        "def mnist_trainer_init(settings):\n    def apply(network, context):\n        raise RuntimeError('no weights today')\n"
+        "def mnist_trainer_init(settings):\n    def apply(network, context):\n"
+        "        raise RuntimeError('no weights today')\n"
         "    return Initializer('broken', apply)",
         ["failed in mnist_trainer_init (apply)", "RuntimeError: no weights today"], True),
     "exception in compute": (
-        "def mnist_trainer_metrics(settings):\n    return [Metric('f1', lambda logits, labels: logits.no_such_method())]",
+        "def mnist_trainer_metrics(settings):\n"
+        "    return [Metric('f1', lambda logits, labels: logits.no_such_method())]",
         ["failed in mnist_trainer_metrics (compute)", "AttributeError"], True),
     "exception in an event handler": (
         "def mnist_trainer_epoch_end(run):\n    raise ValueError('cannot log epoch ' + str(run.epoch))",
@@ -198,4 +212,5 @@ def test_the_first_failure_is_reported_when_a_run_end_handler_fails_after_it(run
     assert_user_error(run_cli("--plugin", "ender", "--plugin", "faulty", *FAST, "--out", out),
                       ["plugin 'faulty' failed in mnist_trainer_init (apply): RuntimeError: no weights today"])
     summary = json.loads((out / "config.json").read_text())["summary"]
-    assert summary["status"] == "failed" and summary["reason"].startswith("plugin 'faulty' failed in mnist_trainer_init")
+    assert (summary["status"] == "failed"
+            and summary["reason"].startswith("plugin 'faulty' failed in mnist_trainer_init"))

@@ -81,7 +81,8 @@ def test_sigterm_as_an_epoch_ends_records_exactly_what_model_pt_holds(signals, w
 
 
 @pytest.mark.parametrize("signal", ["SIGTERM", "SIGKILL"])
-def test_a_run_stopped_after_its_last_checkpoint_is_finished_by_resume_without_training(signals, whole, tmp_path, signal):
+def test_a_run_stopped_after_its_last_checkpoint_is_finished_by_resume_without_training(
+        signals, whole, tmp_path, signal):
     out = tmp_path / "ended"
     ended = console("mnist-run", *SIX, "--out", out, env={**signals, "SIGNAL_AT": "run_end:6", "SIGNAL": signal})
     assert ended.returncode == (143 if signal == "SIGTERM" else -9)

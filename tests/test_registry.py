@@ -51,15 +51,20 @@ def test_import_failure_names_plugin_distribution_and_exception(fake_plugin):
 
 
 def test_requirements_load_transitively_and_cycles_are_refused(fake_plugin):
-    fake_plugin("top", "from mnist_trainer import hookimpl\n@hookimpl\ndef mnist_trainer_requires():\n    return ('middle',)\n")
-    fake_plugin("middle", "from mnist_trainer import hookimpl\n@hookimpl\ndef mnist_trainer_requires():\n    return ('relu',)\n")
+    fake_plugin("top", "from mnist_trainer import hookimpl\n"
+                       "@hookimpl\ndef mnist_trainer_requires():\n    return ('middle',)\n")
+    fake_plugin("middle", "from mnist_trainer import hookimpl\n"
+                          "@hookimpl\ndef mnist_trainer_requires():\n    return ('relu',)\n")
     assert registry.load(registry.make_manager(), ["top"]) == {
         "top": "selected", "middle": "required by top", "relu": "required by middle"}
-    fake_plugin("ping", "from mnist_trainer import hookimpl\n@hookimpl\ndef mnist_trainer_requires():\n    return ('pong',)\n")
-    fake_plugin("pong", "from mnist_trainer import hookimpl\n@hookimpl\ndef mnist_trainer_requires():\n    return ('ping',)\n")
+    fake_plugin("ping", "from mnist_trainer import hookimpl\n"
+                        "@hookimpl\ndef mnist_trainer_requires():\n    return ('pong',)\n")
+    fake_plugin("pong", "from mnist_trainer import hookimpl\n"
+                        "@hookimpl\ndef mnist_trainer_requires():\n    return ('ping',)\n")
     with pytest.raises(UserError, match="circular plugin requirement: ping -> pong -> ping"):
         registry.load(registry.make_manager(), ["ping"])
-    fake_plugin("needy", "from mnist_trainer import hookimpl\n@hookimpl\ndef mnist_trainer_requires():\n    return ('absent',)\n")
+    fake_plugin("needy", "from mnist_trainer import hookimpl\n"
+                         "@hookimpl\ndef mnist_trainer_requires():\n    return ('absent',)\n")
     with pytest.raises(UserError, match=r"plugin 'absent' \(required by needy\) is not installed"):
         registry.load(registry.make_manager(), ["needy"])
 
@@ -102,20 +107,24 @@ def test_metric_names_must_not_collide():
 
 
 def test_broken_hook_signature_is_reported(fake_plugin):
-    fake_plugin("typo", "from mnist_trainer import hookimpl\n@hookimpl\ndef mnist_trainer_activaton(settings):\n    return None\n")
+    fake_plugin("typo", "from mnist_trainer import hookimpl\n"
+                        "@hookimpl\ndef mnist_trainer_activaton(settings):\n    return None\n")
     with pytest.raises(UserError, match="typo"):
         registry.load(registry.make_manager(), ["typo"])
 
 
 def test_a_name_registered_twice_is_refused_naming_both_distributions(fake_plugin, run_cli):
     fake_plugin("relu", "raise RuntimeError('must not be imported')")
-    with pytest.raises(UserError, match=r"plugin 'relu' is registered by both (mnist-trainer-relu 0.1.0 and fake_relu\w+ 0.0.1|"
-                                        r"fake_relu\w+ 0.0.1 and mnist-trainer-relu 0.1.0); uninstall all but one of them"):
+    with pytest.raises(UserError, match=r"plugin 'relu' is registered by both "
+                                        r"(mnist-trainer-relu 0.1.0 and fake_relu\w+ 0.0.1|"
+                                        r"fake_relu\w+ 0.0.1 and mnist-trainer-relu 0.1.0); "
+                                        r"uninstall all but one of them"):
         registry.load(registry.make_manager(), ["relu"])
     listing = run_cli("--list-plugins")
     assert listing.exit_code == 0 and "warning: 'relu' is registered by" in listing.stderr
 
 
 def test_core_is_not_a_plugin_to_select():
-    with pytest.raises(UserError, match="'core' is the core's own defaults, not a plugin to select; drop --plugin core"):
+    with pytest.raises(UserError,
+                       match="'core' is the core's own defaults, not a plugin to select; drop --plugin core"):
         registry.load(registry.make_manager(), ["core"])

@@ -53,7 +53,8 @@ def test_a_gzip_damaged_mid_stream_is_named(run_cli, tmp_path):
 def test_a_bad_test_split_is_refused_by_mnist_eval_too(run_cli, tmp_path):
     run_cli("--plugin", "relu", *FAST, "--out", tmp_path / "run")
     folder = idx_folder(tmp_path, torch.zeros(5, 32, 32, dtype=torch.uint8))
-    assert_user_error(run_cli(tmp_path / "run", "--data-dir", folder, command=cli.evaluate), ["holds 32x32-pixel images"])
+    assert_user_error(run_cli(tmp_path / "run", "--data-dir", folder, command=cli.evaluate),
+                      ["holds 32x32-pixel images"])
 
 
 @pytest.mark.parametrize("args, words", [
@@ -87,13 +88,15 @@ def test_a_full_disk_at_any_record_file_is_one_line_and_keeps_what_was_written(r
 
     def full_disk(descriptor):  # the disk fills while the victim's temporary file is being written
         written = os.readlink(f"/proc/self/fd/{descriptor}")
-        if os.path.basename(written).startswith(f".{victim}.") and os.path.exists(os.path.join(os.path.dirname(written), records.CONFIG)):
+        if (os.path.basename(written).startswith(f".{victim}.")
+                and os.path.exists(os.path.join(os.path.dirname(written), records.CONFIG))):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return fsync(descriptor)
 
     monkeypatch.setattr(os, "fsync", full_disk)
     out = tmp_path / "run"
-    assert_user_error(run_cli("--plugin", "relu", *FAST, "--out", out), [f"cannot write {out / victim}", "No space left on device"])
+    assert_user_error(run_cli("--plugin", "relu", *FAST, "--out", out),
+                      [f"cannot write {out / victim}", "No space left on device"])
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files
     config = json.loads((out / records.CONFIG).read_text())  # still the whole file written before
     assert config["settings"]["plugins"] == ["relu"]
@@ -110,7 +113,8 @@ def test_torch_saves_failing_midway_is_named_too(run_cli, tmp_path, monkeypatch)
 
     monkeypatch.setattr(torch, "save", broken_save)
     out = tmp_path / "run"
-    assert_user_error(run_cli("--plugin", "relu", *FAST, "--out", out), [f"cannot write {out / 'model.pt'}", "unexpected pos"])
+    assert_user_error(run_cli("--plugin", "relu", *FAST, "--out", out),
+                      [f"cannot write {out / 'model.pt'}", "unexpected pos"])
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.jsonl"]
 
 
@@ -171,18 +175,22 @@ def test_a_diverging_run_stops_keeps_its_last_good_epoch_and_exits_3(run_cli, fa
     result = run_cli("--plugin", "blowup", *FAST, "--epochs", "5", "--out", out)
     assert result.exit_code == 3
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("diverged: the training loss became nan in epoch 3 (last finite: ") and "lower --lr (it is 0.001)" in line
+    assert (line.startswith("diverged: the training loss became nan in epoch 3 (last finite: ")
+            and "lower --lr (it is 0.001)" in line)
     for name in (records.CONFIG, records.METRICS):  # strict JSON throughout
-        json.loads((out / name).read_text() if name == records.CONFIG else "[" + ",".join((out / name).read_text().splitlines()) + "]",
+        json.loads((out / name).read_text() if name == records.CONFIG
+                   else "[" + ",".join((out / name).read_text().splitlines()) + "]",
                    parse_constant=lambda token: pytest.fail(f"{name} holds {token}"))
     summary = json.loads((out / "config.json").read_text())["summary"]
     assert (summary["status"], summary["epochs"], summary["saved"]["epoch"]) == ("diverged", 2, 2)
     evaluated = json.loads(run_cli(out, "--dataset", "synthetic:600", "--json", command=cli.evaluate).stdout)
-    assert evaluated["metrics"] == {"loss": summary["saved"]["test_loss"], "accuracy": summary["saved"]["test_accuracy"]}
+    assert evaluated["metrics"] == {"loss": summary["saved"]["test_loss"],
+                                    "accuracy": summary["saved"]["test_accuracy"]}
 
 
 def test_non_finite_values_are_written_as_strict_json():
-    assert records.to_json({"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5]}) == '{"a": "nan", "b": ["inf", "-inf", 1.5]}'
+    assert (records.to_json({"a": float("nan"), "b": [float("inf"), -float("inf"), 1.5]})
+            == '{"a": "nan", "b": ["inf", "-inf", 1.5]}')
 
 
 class Malicious:
@@ -228,7 +236,8 @@ def test_mnist_eval_names_weights_that_do_not_fit_and_plugins_that_are_gone(run_
     run_cli("--plugin", "relu", *FAST, "--out", out)
     config = json.loads((out / "config.json").read_text())
     del config["model_sha256"]
-    config["plugins"].append({"name": "ghost", "distribution": "mnist-trainer-ghost", "version": "2.1.0", "reason": "selected"})
+    config["plugins"].append({"name": "ghost", "distribution": "mnist-trainer-ghost", "version": "2.1.0",
+                              "reason": "selected"})
     (out / "config.json").write_text(json.dumps(config))
     model = torch.load(out / "model.pt", weights_only=True)
     torch.save({**model, "settings": {**model["settings"], "hidden": [16]}}, out / "model.pt")

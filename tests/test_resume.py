@@ -19,7 +19,8 @@ def mnist_trainer_step_end(run, loss):
     if run.step == int(os.environ.get("STOP_AT_STEP", "-1")):
         os.kill(os.getpid(), getattr(signal, os.environ["STOP_WITH"]))
 """
-RUN = ["5" if flag == "--epochs" else arg for flag, arg in zip([None, *FAST], FAST)]  # 5 epochs of 12 steps (600 images, batch 50)
+# 5 epochs of 12 steps (600 images, batch 50)
+RUN = ["5" if flag == "--epochs" else arg for flag, arg in zip([None, *FAST], FAST)]
 
 
 def epochs(out):
@@ -58,7 +59,8 @@ def test_sigterm_records_the_run_says_how_to_resume_it_and_exits_143(fake_plugin
     flags = ["--plugin", "stops", "--plugin", "relu", *RUN]
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
     assert console("mnist-run", *flags, "--out", whole, env={"PYTHONPATH": str(site)}).returncode == 0
-    ended = console("mnist-run", *flags, "--out", stopped, env={"PYTHONPATH": str(site), "STOP_AT_STEP": "40", "STOP_WITH": "SIGTERM"})
+    ended = console("mnist-run", *flags, "--out", stopped,
+                    env={"PYTHONPATH": str(site), "STOP_AT_STEP": "40", "STOP_WITH": "SIGTERM"})
     assert ended.returncode == 143
     assert ended.stderr.strip().splitlines()[-1] == (
         f"interrupted (SIGTERM); model.pt holds epoch 3; mnist-run --resume {stopped} goes on from epoch 3")
@@ -80,14 +82,17 @@ def test_epochs_extends_a_finished_run_as_if_it_had_been_asked_for_at_first(run_
 def test_what_cannot_be_resumed_is_one_line(run_cli, tmp_path):
     out = tmp_path / "run"
     run_cli("--plugin", "relu", *FAST, "--out", out)
-    assert_user_error(run_cli("--resume", out), [f"{out} has 2 finished epochs; give --epochs with more than that to extend it"])
+    assert_user_error(run_cli("--resume", out),
+                      [f"{out} has 2 finished epochs; give --epochs with more than that to extend it"])
     assert_user_error(run_cli("--resume", out, "--lr", "0.1"), ["--lr cannot be changed when resuming"])
     assert_user_error(run_cli("--resume", out, "--plugin", "dropout"), ["--plugin cannot be changed when resuming"])
     config = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**config, "mnist_trainer": "0.0.1"}))
-    assert_user_error(run_cli("--resume", out, "--epochs", "3"), ["recorded by mnist-trainer 0.0.1", "resume it with that version"])
+    assert_user_error(run_cli("--resume", out, "--epochs", "3"),
+                      ["recorded by mnist-trainer 0.0.1", "resume it with that version"])
     (out / "config.json").write_text(json.dumps({**config, "dataset": {**config["dataset"], "test_size": 10000}}))
-    assert_user_error(run_cli("--resume", out, "--epochs", "3"), ["was trained on other data (test_size differ", "same data"])
+    assert_user_error(run_cli("--resume", out, "--epochs", "3"),
+                      ["was trained on other data (test_size differ", "same data"])
     (out / "config.json").write_text(json.dumps({**config, "dataset": {**config["dataset"], "fingerprint": "0" * 64}}))
     assert_user_error(run_cli("--resume", out, "--epochs", "3"), ["was trained on other data (fingerprint differ"])
     (out / "config.json").write_text(json.dumps(config))
@@ -117,11 +122,13 @@ def test_sigkill_at_seeded_steps_leaves_a_valid_record_that_resumes_to_the_same_
     flags = ["--plugin", "stops", "--plugin", "relu", "--plugin", "dropout", *RUN]
     whole = tmp_path / "whole"
     assert console("mnist-run", *flags, "--out", whole, env=env).returncode == 0
-    steps = random.Random(2026).sample(range(13, 60), 3)  # 12 steps an epoch: after the first checkpoint, before the end
+    # 12 steps an epoch: after the first checkpoint, before the end
+    steps = random.Random(2026).sample(range(13, 60), 3)
     checked = []
     for step in steps:
         out = tmp_path / f"killed-at-{step}"
-        died = console("mnist-run", *flags, "--out", out, env={**env, "STOP_AT_STEP": str(step), "STOP_WITH": "SIGKILL"})
+        died = console("mnist-run", *flags, "--out", out,
+                       env={**env, "STOP_AT_STEP": str(step), "STOP_WITH": "SIGKILL"})
         assert died.returncode == -9, f"the kill at step {step} did not land: {died.stderr}"
         json.loads((out / "config.json").read_text())  # every visible file is whole
         assert len(epochs(out)) == (step - 1) // 12
@@ -160,7 +167,8 @@ def test_ctrl_c_on_a_terminal_records_the_run_and_exits_130(tmp_path):
         seen += chunk
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 130
-    assert b"interrupted (Ctrl-C); model.pt holds epoch" in seen and f"mnist-run --resume {out} goes on".encode() in seen
+    assert (b"interrupted (Ctrl-C); model.pt holds epoch" in seen
+            and f"mnist-run --resume {out} goes on".encode() in seen)
     assert json.loads((out / "config.json").read_text())["summary"]["status"] == "interrupted"
 
 
@@ -215,7 +223,8 @@ def test_a_plugins_own_generator_is_restored_by_resume(fake_plugin, tmp_path):
     env = {"PYTHONPATH": str(site)}
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert console("mnist-run", *flags, "--out", whole, env=env).returncode == 0
-    assert console("mnist-run", *flags, "--out", killed, env={**env, "STOP_AT_STEP": "30", "STOP_WITH": "SIGKILL"}).returncode == -9
+    assert console("mnist-run", *flags, "--out", killed,
+                   env={**env, "STOP_AT_STEP": "30", "STOP_WITH": "SIGKILL"}).returncode == -9
     assert console("mnist-run", "--resume", killed, env=env).returncode == 0
     assert [row["draw"] for row in epochs(killed)] == [row["draw"] for row in epochs(whole)]
     assert_same_run(killed, whole)
@@ -236,7 +245,8 @@ def test_a_folder_in_use_is_refused_and_a_schedule_is_not_stretched(run_cli, tmp
 
 
 def test_an_interrupt_before_the_first_epoch_says_there_is_nothing_to_resume(run_cli, fake_plugin, tmp_path):
-    fake_plugin("early", "from mnist_trainer import hookimpl\n@hookimpl\ndef mnist_trainer_run_start(run):\n    raise KeyboardInterrupt\n")
+    fake_plugin("early", "from mnist_trainer import hookimpl\n"
+                         "@hookimpl\ndef mnist_trainer_run_start(run):\n    raise KeyboardInterrupt\n")
     result = run_cli("--plugin", "early", *FAST, "--out", tmp_path / "run")
     assert result.exit_code == 130
     assert "before its first checkpoint: nothing to resume; start it again" in result.stderr.strip().splitlines()[-1]

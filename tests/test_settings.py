@@ -60,7 +60,8 @@ def linked(default_momentum: float) -> type:
 def test_options_that_depend_on_each_other_are_judged_together():
     zero = linked(0.0)  # nesterov=true alone fails with this default, yet is fine beside a momentum
     assert build_options("p", zero, {"nesterov": "true", "momentum": "0.9"}) == zero(0.9, True)
-    with pytest.raises(UserError, match=r"invalid value for -o p.nesterov=true: nesterov=true needs momentum above 0 \(accepted"):
+    with pytest.raises(UserError,
+                       match=r"invalid value for -o p.nesterov=true: nesterov=true needs momentum above 0 \(accepted"):
         build_options("p", zero, {"nesterov": "true"})
     half = linked(0.5)  # each value alone is fine with this default; only the pair is wrong
     with pytest.raises(UserError, match="^invalid options for p: nesterov=true needs momentum above 0$"):

@@ -38,7 +38,8 @@ def network(slots=None, **options):
 
 def test_the_default_is_lab_11s_network():
     layers = [type(module).__name__ for module in network()]
-    assert layers == ["Unflatten", "Conv2d", "Sigmoid", "MaxPool2d", "Conv2d", "Sigmoid", "MaxPool2d", "Flatten", "Linear"]
+    assert layers == ["Unflatten", "Conv2d", "Sigmoid", "MaxPool2d", "Conv2d", "Sigmoid", "MaxPool2d", "Flatten",
+                      "Linear"]
     convs = [module for module in network() if isinstance(module, nn.Conv2d)]
     assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [(1, 32, (3, 3), (1, 1)),
                                                                                          (32, 64, (3, 3), (1, 1))]
@@ -53,12 +54,13 @@ def test_the_slots_fill_every_block():
     norms = [module for module in network(Slots()) if isinstance(module, nn.BatchNorm2d)]
     assert [norm.num_features for norm in norms] == [32, 64]
     lines = dict(testing.compose(manager(Slots()), testing.settings()).describe())
-    assert lines["model"] == ("CNN, 2 blocks: Conv2d 3x3 (32, 64 channels) -> BN [slots] -> Tanh [slots] -> MaxPool2d 2x2; "
-                              "then drop [slots] -> Linear(3136, 10) [cnn]")
+    assert lines["model"] == ("CNN, 2 blocks: Conv2d 3x3 (32, 64 channels) -> BN [slots] -> Tanh [slots] -> "
+                              "MaxPool2d 2x2; then drop [slots] -> Linear(3136, 10) [cnn]")
 
 
 def test_a_norm_without_a_2d_form_is_refused():
-    with pytest.raises(UserError, match=r"has no 2-d norm \(Norm.build2d\) for the convolutions of the model of plugin 'cnn'"):
+    with pytest.raises(UserError,
+                       match=r"has no 2-d norm \(Norm.build2d\) for the convolutions of the model of plugin 'cnn'"):
         testing.compose(manager(Slots(norm2d=False)), testing.settings())
 
 

@@ -1,4 +1,5 @@
-"""grad-stats alone: its averages against a direct computation, the vanishing gradient it shows, the contract it keeps."""
+"""grad-stats alone: its averages against a direct computation, the vanishing gradient it shows, the contract it
+keeps."""
 
 import math
 
@@ -33,14 +34,16 @@ class Relu:
 
 def test_each_epoch_row_holds_the_average_rms_of_every_layer(mnist_manager, mnist_settings, mnist_data):
     direct = Direct()
-    run = testing.fit(mnist_manager(grad_stats), mnist_settings(hidden=(32, 16), epochs=2), mnist_data, listeners=(direct,))
+    run = testing.fit(mnist_manager(grad_stats), mnist_settings(hidden=(32, 16), epochs=2), mnist_data,
+                      listeners=(direct,))
     last = run.history[-1]
     assert [key for key in last if key.startswith(("grad_rms", "weight_rms"))] == [
         "grad_rms_1", "weight_rms_1", "grad_rms_2", "weight_rms_2", "grad_rms_3", "weight_rms_3"]
     first_epoch = [run.history[0][f"grad_rms_{i}"] for i in (1, 2, 3)]
     assert direct.steps == 24  # two epochs of 12 steps; the second epoch's sums started again from zero
     weights_now = [layer.weight.pow(2).mean().sqrt().item() for layer in layers(run.network)]
-    assert [last[f"weight_rms_{i}"] for i in (1, 2, 3)] == pytest.approx(weights_now, rel=0.05)  # drifts within the epoch
+    # loosely: the weights drift within the epoch
+    assert [last[f"weight_rms_{i}"] for i in (1, 2, 3)] == pytest.approx(weights_now, rel=0.05)
     assert all(value > 0 for value in first_epoch)
     total = [(run.history[0][f"grad_rms_{i}"] + last[f"grad_rms_{i}"]) * 12 for i in (1, 2, 3)]
     assert total == pytest.approx(direct.sums, rel=1e-5)

@@ -64,14 +64,17 @@ def test_images_outside_the_unit_interval_are_refused():
     network = testing.build(testing.plugin_manager(), testing.settings(hidden=(8,)))
     initializer = testing.compose(testing.plugin_manager(rbm_pretrain), testing.settings()).init[1]
     with pytest.raises(UserError, match=r"needs training images in \[0, 1\]"):
-        initializer.apply(network, InitContext(layers(network), 1.0, torch.randn(50, 784), 0, lambda stage, **values: None))
+        initializer.apply(network, InitContext(layers(network), 1.0, torch.randn(50, 784), 0,
+                                               lambda stage, **values: None))
 
 
-@pytest.mark.parametrize("values", [{"k": "0"}, {"lr": "-1"}, {"momentum": "1"}, {"epochs": "1.5"}, {"weight_decay": "-1"}])
+@pytest.mark.parametrize("values",
+                         [{"k": "0"}, {"lr": "-1"}, {"momentum": "1"}, {"epochs": "1.5"}, {"weight_decay": "-1"}])
 def test_bad_options(values):
     with pytest.raises(UserError, match=f"rbm-pretrain.{next(iter(values))}"):
         build_options("rbm-pretrain", rbm_pretrain.RbmOptions, values)
 
 
 def test_it_keeps_the_plugin_contract():
-    assert "resumes bitwise" in [check.property for check in testing.check_plugin(rbm_pretrain, options={"epochs": "1"})]
+    assert "resumes bitwise" in [check.property
+                                 for check in testing.check_plugin(rbm_pretrain, options={"epochs": "1"})]

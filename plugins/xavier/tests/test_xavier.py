@@ -16,7 +16,8 @@ TOLERANCE = 0.04
 
 def built(model=None, **options):
     manager = testing.plugin_manager(xavier, **({"model": model} if model else {}))
-    return layers(testing.build(manager, testing.settings(xavier.XavierOptions(**options), hidden=None if model else HIDDEN)))
+    return layers(testing.build(manager, testing.settings(xavier.XavierOptions(**options),
+                                                          hidden=None if model else HIDDEN)))
 
 
 def glorot_variance(weight, gain):
@@ -46,7 +47,8 @@ def test_convolutions_use_channels_times_kernel_area(distribution):
     for conv in (first, second):  # 6,400 and 294,912 weights
         measured = conv.weight.var().item()
         assert measured == pytest.approx(glorot_variance(conv.weight, 2.0), rel=0.06)
-        assert measured < glorot_variance(conv.weight[:, :, 0, 0], 2.0) / 5  # far below the variance with the kernel area forgotten
+        # far below the variance with the kernel area forgotten
+        assert measured < glorot_variance(conv.weight[:, :, 0, 0], 2.0) / 5
     assert output.weight.var().item() == pytest.approx(glorot_variance(output.weight, 1.0), rel=0.1)
 
 

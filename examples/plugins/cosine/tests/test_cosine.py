@@ -39,7 +39,8 @@ def annealed(lr, eta_min, done):
 def test_each_epoch_starts_at_the_cosine_rate(mnist_manager, mnist_settings, mnist_data, others, optimizer, eta_min):
     epochs, lr = 6, 0.01
     run = testing.fit(mnist_manager(cosine, *others),
-                      mnist_settings(cosine.CosineOptions(eta_min=eta_min), epochs=epochs, lr=lr, hidden=(16,)), mnist_data)
+                      mnist_settings(cosine.CosineOptions(eta_min=eta_min), epochs=epochs, lr=lr, hidden=(16,)),
+                      mnist_data)
     assert isinstance(run.optimizer, optimizer)
     assert [row["epoch"] for row in run.history] == list(range(1, epochs + 1))
     for row in run.history:
@@ -51,7 +52,8 @@ def test_per_batch_moves_the_rate_after_every_step(mnist_manager, mnist_settings
     epochs, lr, eta_min = 3, 0.01, 0.001
     listener = LrAfterEachStep()
     run = testing.fit(mnist_manager(cosine),
-                      mnist_settings(cosine.CosineOptions(eta_min=eta_min, per="batch"), epochs=epochs, lr=lr, hidden=(16,)),
+                      mnist_settings(cosine.CosineOptions(eta_min=eta_min, per="batch"), epochs=epochs, lr=lr,
+                                     hidden=(16,)),
                       mnist_data, listeners=(listener,))
     steps = run.steps_per_epoch * epochs
     assert run.steps_per_epoch == 12 and len(listener.lrs) == steps
@@ -83,7 +85,8 @@ class WarmUp:
 
 def test_it_chains_after_a_warm_up_and_the_rate_used_is_recorded(mnist_manager, mnist_settings, mnist_data):
     epochs, lr = 6, 0.01
-    run = testing.fit(mnist_manager(cosine, warm=WarmUp()), mnist_settings(epochs=epochs, lr=lr, hidden=(16,)), mnist_data)
+    run = testing.fit(mnist_manager(cosine, warm=WarmUp()), mnist_settings(epochs=epochs, lr=lr, hidden=(16,)),
+                      mnist_data)
     warm = [min(1.0, 0.25 + 0.75 * epoch / 2) for epoch in range(epochs)]
     # chained as torch's ChainedScheduler chains them: each epoch's rate is the cosine rate times the warm-up factor
     expected = [annealed(lr, 0.0, epoch / epochs) * factor for epoch, factor in enumerate(warm)]
@@ -95,7 +98,8 @@ def test_it_keeps_the_plugin_contract():
 
 
 def test_options_arrive_as_strings():
-    assert build_options("cosine", cosine.CosineOptions, {"eta_min": "1e-4", "per": "batch"}) == cosine.CosineOptions(0.0001, "batch")
+    assert (build_options("cosine", cosine.CosineOptions, {"eta_min": "1e-4", "per": "batch"})
+            == cosine.CosineOptions(0.0001, "batch"))
 
 
 @pytest.mark.parametrize("key, value", [("eta_min", "-0.1"), ("eta_min", "none"), ("per", "step")])

@@ -90,7 +90,8 @@ def test_an_unknown_metric_names_the_available_ones(mnist_manager, mnist_setting
     with pytest.raises(UserError) as raised:
         fit(mnist_manager, mnist_settings, mnist_data, IMPROVING, epochs=2, metric="val_loss")
     assert raised.value.message == (
-        "-o early-stop.metric=val_loss is not a metric of the epoch row; choose one of: train_loss, test_loss, test_accuracy"
+        "-o early-stop.metric=val_loss is not a metric of the epoch row; "
+        "choose one of: train_loss, test_loss, test_accuracy"
     )
     with pytest.raises(UserError, match="-o early-stop.metric=lr is not a metric"):
         fit(mnist_manager, mnist_settings, mnist_data, IMPROVING, epochs=2, metric="lr")
@@ -101,7 +102,8 @@ def test_patience_running_out_at_the_last_epoch_is_a_completed_run(mnist_manager
     assert (run.status, len(run.history), run.kept[0]) == ("completed", 4, 2)
 
 
-@pytest.mark.parametrize("field, value", [("patience", "0"), ("patience", "1.5"), ("min_delta", "-0.1"), ("mode", "median")])
+@pytest.mark.parametrize("field, value",
+                         [("patience", "0"), ("patience", "1.5"), ("min_delta", "-0.1"), ("mode", "median")])
 def test_bad_options_are_refused(field, value):
     with pytest.raises(ValueError):
         early_stop.EarlyStopOptions(**{field: value})
@@ -111,10 +113,12 @@ def test_runs_on_one_manager_share_no_state(mnist_manager, mnist_settings, mnist
     manager = mnist_manager(early_stop)
     first = testing.fit(manager, mnist_settings(epochs=10, lr=IMPROVING, hidden=HIDDEN), mnist_data)
     second = testing.fit(manager, mnist_settings(epochs=10, lr=DIVERGING, hidden=HIDDEN), mnist_data)
-    assert first.status == "completed" and min(row["test_loss"] for row in second.history) > first.history[-1]["test_loss"]
+    assert (first.status == "completed"
+            and min(row["test_loss"] for row in second.history) > first.history[-1]["test_loss"])
     assert second.reason == "stopped early at epoch 5, best epoch 2"  # its own best, not the first run's
 
 
 def test_it_keeps_the_plugin_contract():
     checked = testing.check_plugin(early_stop)
-    assert [check.detail for check in checked if check.property == "state on the run's device"] != ["0 state tensors on cpu"]
+    assert ([check.detail for check in checked if check.property == "state on the run's device"]
+            != ["0 state tensors on cpu"])

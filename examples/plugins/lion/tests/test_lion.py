@@ -19,7 +19,8 @@ def test_one_step_moves_each_weight_by_the_rate_along_the_sign_and_keeps_the_mom
 
 def test_the_pipeline_names_it_at_its_conventional_rate(mnist_manager, mnist_settings):
     lines = dict(testing.compose(mnist_manager(lion), mnist_settings(lion.LionOptions(beta2=0.98))).describe())
-    assert lines["optimizer"].startswith("Lion (by hand): beta1=0.9, beta2=0.98, weight_decay=0.0 [lion], lr=0.0001 (its")
+    assert lines["optimizer"].startswith(
+        "Lion (by hand): beta1=0.9, beta2=0.98, weight_decay=0.0 [lion], lr=0.0001 (its")
 
 
 def test_training_with_it_lowers_the_loss(mnist_manager, mnist_settings, mnist_data):
@@ -31,7 +32,8 @@ def test_training_with_it_lowers_the_loss(mnist_manager, mnist_settings, mnist_d
 
 def test_options_arrive_as_strings():
     values = {"beta1": "0.95", "beta2": "0.98", "weight_decay": "1e-2"}
-    assert build_options("lion", lion.LionOptions, values) == lion.LionOptions(beta1=0.95, beta2=0.98, weight_decay=0.01)
+    assert (build_options("lion", lion.LionOptions, values)
+            == lion.LionOptions(beta1=0.95, beta2=0.98, weight_decay=0.01))
 
 
 @pytest.mark.parametrize("key, value", [("beta1", "1"), ("beta2", "-0.1"), ("weight_decay", "-1"), ("beta1", "nan")])
