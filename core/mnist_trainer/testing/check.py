@@ -20,6 +20,7 @@ from .. import registry
 from ..errors import UserError
 from ..hookspecs import hookimpl
 from ..options import build_options, round_trip
+from ..pipeline import DATASET
 from ..settings import Settings
 
 FIRST_PARTY = ("relu", "xavier", "he", "dropout", "batchnorm", "rbm-pretrain", "cnn", "grad-stats", "tensorboard",
@@ -42,7 +43,7 @@ class Check:
 
 def check_plugin(plugin: ModuleType | Any, *, name: str | None = None, options: Mapping[str, str] | None = None,
                  stand_ins: Mapping[str, Any] | None = None, device: str = "cpu",
-                 dataset: str = "synthetic:240", batch_size: int = 40) -> list[Check]:
+                 dataset: str | None = None, batch_size: int = 40) -> list[Check]:
     """Prove what every plugin owes: it loads, its options survive the record and its mistakes are named, it composes
     with the core's defaults and with each first-party plugin installed (or is refused in one line), a short run
     trains, a run interrupted after its first epoch and resumed equals the uninterrupted one bitwise (rows and
@@ -50,7 +51,8 @@ def check_plugin(plugin: ModuleType | Any, *, name: str | None = None, options: 
 
     `plugin` is the module (it need not be installed), a plugin object with its entry-point `name`, or an installed
     plugin's name; `options` are ``-o`` values (text) for the runs; `stand_ins` register plugins it requires that are
-    not installed, by name.
+    not installed, by name; `dataset` is ``--dataset`` for the runs: by default ``synthetic:240``, or the plugin's
+    own data when it answers the dataset stage.
     Returns what held; raises `PluginCheckFailed` naming the first property that does not.
     """
     checker = _Checker(plugin, name, dict(options or {}), dict(stand_ins or {}), device, dataset, batch_size)
@@ -126,12 +128,16 @@ class _Checker:
         from ..build import select
 
         options = {self.name: self.raw} if self.raw else {}
+        fields = dict(self.fields)
+        if fields["dataset"] is None:
+            supplies = self.name in registry.implementers(manager, DATASET)
+            fields["dataset"] = "auto" if supplies else "synthetic:240"
         try:
-            return select([self.name], options, manager=manager, hidden=(16,), **self.fields)[0]
+            return select([self.name], options, manager=manager, hidden=(16,), **fields)[0]
         except UserError as error:
             if "--hidden" not in error.message:
                 raise
-        return select([self.name], options, manager=manager, **self.fields)[0]
+        return select([self.name], options, manager=manager, **fields)[0]
 
     def composes(self) -> Check:
         from .kit import train_steps

@@ -131,7 +131,7 @@ def fit_with(manager, run_settings: Settings, data, listeners: tuple, out: Path)
     try:
         pipeline = compose_pipeline(manager, run_settings)
         world = World(device=_device(run_settings))
-        dataset = data or _data(run_settings)
+        dataset = data or _data(pipeline, run_settings)
         run = Run(run_settings, dataset, world.device, out, world)
         folder = RunFolder.claim(out)
         try:
@@ -154,10 +154,13 @@ def evaluate(manager, network, split, run_settings: Settings | None = None) -> d
     return evaluate_split(network, split, [(metric.name, metric.compute) for _, metric in pipeline.metrics])
 
 
-def _data(run_settings: Settings):
-    from ..data import load_dataset
+def _data(pipeline, run_settings: Settings):
+    """The dataset stage's answer (a dataset plugin's, or the core's for ``settings.dataset``), as a run loads it."""
+    from ..build import load_data
+    from ..session import Output
 
-    return load_dataset(run_settings.dataset, run_settings.data_dir, _device(run_settings))
+    quiet = Output(say=lambda line: None, warn=lambda line: None)
+    return load_data(pipeline, run_settings, _device(run_settings), quiet)
 
 
 def _device(run_settings: Settings):
@@ -175,5 +178,5 @@ def _prepare(manager, run_settings: Settings | None, data):
     run_settings = run_settings or settings()
     pipeline = compose_pipeline(manager, run_settings)
     world = World(device=_device(run_settings))
-    run = Run(run_settings, data or _data(run_settings), world.device, None, world)
+    run = Run(run_settings, data or _data(pipeline, run_settings), world.device, None, world)
     return pipeline, run, build_loop(pipeline, run)

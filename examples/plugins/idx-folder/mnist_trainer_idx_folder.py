@@ -15,7 +15,6 @@ from attrs.validators import ge, le
 from mnist_trainer import Data, UserError, hookimpl, option, options_hook
 from mnist_trainer.idx import read_folder
 
-
 NAME = re.compile(r"[A-Za-z0-9][\w.:+-]{0,63}", re.ASCII)  # one word: the pipeline line, the record, a table
 
 

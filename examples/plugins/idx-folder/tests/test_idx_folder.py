@@ -181,9 +181,6 @@ def test_a_run_killed_part_way_and_resumed_ends_as_the_run_done_in_one_go(finish
     assert weights[0].keys() == weights[1].keys() and all(torch.equal(weights[0][k], weights[1][k]) for k in weights[1])
 
 
-@pytest.mark.xfail(strict=True, raises=testing.PluginCheckFailed,
-                   reason="the test kit trains on settings.dataset through the core's own datasets, never on a "
-                          "dataset plugin's answer, so check_plugin cannot yet check a dataset plugin")
 def test_it_keeps_the_plugin_contract(tmp_path):
     write_folder(tmp_path, side=28, classes=10, sizes=(240, 80))
     checked = testing.check_plugin(idx_folder, options={"folder": str(tmp_path)})

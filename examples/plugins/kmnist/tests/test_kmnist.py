@@ -178,9 +178,6 @@ def test_runs_train_on_it_and_mnist_eval_needs_neither_the_cache_setting_nor_a_s
     assert "downloading" not in evaluated.stderr and list((tmp_path / "empty").iterdir()) == []
 
 
-@pytest.mark.xfail(strict=True, raises=testing.PluginCheckFailed,
-                   reason="the test kit trains on settings.dataset through the core's own datasets, never on a "
-                          "dataset plugin's answer, so check_plugin cannot yet check a dataset plugin")
 def test_it_keeps_the_plugin_contract(mirror):
     load(("train", "test"))  # cached, so no check needs a server
     checks = {check.property: check.detail for check in testing.check_plugin(kmnist)}
