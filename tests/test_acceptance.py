@@ -24,6 +24,7 @@ def official_accuracy(tmp_path, *plugins, epochs=15) -> float:
 
 
 @requires_t10k
+@pytest.mark.slow
 def test_relu_on_the_sample_scores_92_percent_on_official_mnist_test_digits(tmp_path):
     trained = console("mnist-run", "--plugin", "relu", "--dataset", "mnist-sample", "--device", "cpu",
                       "--out", tmp_path / "relu", "--json")
@@ -38,11 +39,13 @@ def test_relu_on_the_sample_scores_92_percent_on_official_mnist_test_digits(tmp_
 
 
 @requires_t10k
+@pytest.mark.slow
 def test_batchnorm_he_scores_93_percent(tmp_path):
     assert official_accuracy(tmp_path, "batchnorm", "he") >= 0.93
 
 
 @requires_t10k
+@pytest.mark.slow
 def test_xavier_scores_93_percent_and_8_points_above_normal_init(tmp_path):
     xavier = official_accuracy(tmp_path, "relu", "xavier")
     assert xavier >= 0.93
@@ -50,11 +53,13 @@ def test_xavier_scores_93_percent_and_8_points_above_normal_init(tmp_path):
 
 
 @requires_t10k
+@pytest.mark.slow
 def test_dropout_scores_92_percent(tmp_path):
     assert official_accuracy(tmp_path, "relu", "dropout") >= 0.92
 
 
 @requires_t10k
+@pytest.mark.slow
 def test_rbm_pretraining_lifts_a_one_epoch_sigmoid_network_by_10_points(tmp_path):
     pretrained = official_accuracy(tmp_path, "rbm-pretrain", epochs=1)
     assert pretrained - official_accuracy(tmp_path, epochs=1) >= 0.10
@@ -65,6 +70,7 @@ def test_rbm_pretraining_lifts_a_one_epoch_sigmoid_network_by_10_points(tmp_path
 
 
 @requires_t10k
+@pytest.mark.slow
 @pytest.mark.parametrize("plugins", [("cnn", "relu"), ("cnn", "batchnorm", "he"), ("cnn", "relu", "dropout")],
                          ids=lambda plugins: "+".join(plugins))
 def test_the_cnn_scores_96_percent(tmp_path, plugins):
@@ -77,6 +83,7 @@ ADAM_RELU_HE = 0.9393  # the core's Adam on relu + he, seed 777, scored on the o
 
 
 @requires_t10k
+@pytest.mark.slow
 def test_every_optimizer_learns_the_sample_at_its_conventional_rate(tmp_path):
     """relu + he, 15 epochs on the 4,000 sample digits, seed 777, scored on the official 10,000: one mnist-compare of
     the core's Adam and the eleven optimizer plugins, each at its conventional rate (plugins/optimizers/README.md). On

@@ -1,8 +1,11 @@
-"""The epoch-speed benchmark's tiny mode runs and reports every variant (the full run lives in benchmarks/)."""
+"""The benchmarks' tiny modes run and report every variant (the full runs live in benchmarks/); each starts a process
+per variant, so the epoch-speed and checkpoint runs are slow tests (pytest -m slow)."""
 
 import re
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -10,6 +13,7 @@ ROW = re.compile(r"(course loop|plain loop|same-parts loop|mnist-trainer|\+ step
                  r"([\d.]+)x\s+([\d.]+)x\s+([\d.]+)%\s+(\d+) MiB")
 
 
+@pytest.mark.slow
 def test_epoch_speed_tiny_mode_reports_every_loop_and_listener():
     out = subprocess.run([sys.executable, ROOT / "benchmarks" / "epoch_speed.py", "--tiny"],
                          capture_output=True, text=True, timeout=300)
@@ -29,6 +33,7 @@ def test_epoch_speed_tiny_mode_reports_every_loop_and_listener():
     assert "target" not in out.stdout  # the tiny mode checks no targets
 
 
+@pytest.mark.slow
 def test_epoch_speed_times_every_mlp_loop_with_an_optimizer_plugins_optimizer():
     out = subprocess.run([sys.executable, ROOT / "benchmarks" / "epoch_speed.py", "--tiny", "--optimizer", "lbfgs"],
                          capture_output=True, text=True, timeout=300)
@@ -40,6 +45,7 @@ def test_epoch_speed_times_every_mlp_loop_with_an_optimizer_plugins_optimizer():
     assert "target" not in out.stdout
 
 
+@pytest.mark.slow
 def test_checkpoint_cost_tiny_mode_measures_both_models():
     out = subprocess.run([sys.executable, ROOT / "benchmarks" / "checkpoint_cost.py", "--tiny"],
                          capture_output=True, text=True, timeout=300)

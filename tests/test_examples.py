@@ -43,8 +43,8 @@ def test_optimizers_is_one_mnist_compare_of_adam_and_every_optimizer_plugin_scor
                           "--json"], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     arms = json.loads(out.stdout)["arms"]
-    assert [arm["name"] for arm in arms] == ["core", "sgd", "adadelta", "adagrad", "adamax", "asgd", "lbfgs", "rmsprop",
-                                             "rprop", "adamw", "nadam", "radam"]
+    assert [arm["name"] for arm in arms] == ["core", "sgd", "sgd[momentum=0.9]", "adadelta", "adagrad", "adamax",
+                                             "asgd", "lbfgs", "rmsprop", "rprop", "adamw", "nadam", "radam"]
     assert all({"he", "relu"} <= set(arm["plugins"]) and 0 <= arm["scored_accuracy"]["mean"] <= 1 for arm in arms)
     assert (tmp_path / "optimizers" / "curves.png").is_file()
 
