@@ -39,6 +39,15 @@ def mnist_trainer_epoch_end(run):
         os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))
 """
 
+SLOW_START = """
+import time
+from mnist_trainer import hookimpl
+
+@hookimpl
+def mnist_trainer_run_start(run):
+    time.sleep(1.5)
+"""
+
 
 def tune(run_cli, *args):
     return run_cli(*args, command=tune_cli.tune)
@@ -139,6 +148,35 @@ def test_ctrl_c_and_sigterm_stop_with_the_best_so_far_and_the_same_command_adds_
     assert resumed.exit_code == 0 and json.loads(resumed.stdout)["status"] == "completed", resumed.output
     evaluated = run_cli(out / "trial-0000", "--json", command=cli.evaluate)
     assert json.loads(evaluated.stdout)["val_metrics"]["accuracy"] == float(trials(out)[0]["value"])
+
+
+def test_ctrl_c_before_a_trials_first_epoch_marks_it_interrupted_not_lost(run_cli, tmp_path, monkeypatch, no_pictures):
+    from mnist_trainer import build, tune_trial
+
+    calls = []
+
+    def select(*args, **kwargs):  # Ctrl-C while the second trial's pipeline is composed
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return build.select(*args, **kwargs)
+
+    monkeypatch.setattr(tune_trial, "select", select)
+    out = tmp_path / "study"
+    result = tune(run_cli, "-p", "relu", "--space", "lr=1e-3..1e-1:log", *TINY, "--trials", "3", "--out", out)
+    assert result.exit_code == 130, result.output
+    assert [(row["state"], row["reason"]) for row in trials(out)] == [("complete", ""), (
+        "failed", "interrupted before its first epoch")]
+
+
+def test_timeout_starts_no_trial_after_it_and_the_running_one_finishes(run_cli, fake_plugin, tmp_path, no_pictures):
+    fake_plugin("slow-start", SLOW_START)
+    out = tmp_path / "study"
+    result = tune(run_cli, "-p", "slow-start", "--space", "lr=1e-3..1e-1:log", *TINY, "--trials", "5", "--timeout", "1",
+                  "--out", out)
+    assert result.exit_code == 0, result.output
+    assert [(row["number"], row["state"], row["epochs"]) for row in trials(out)] == [("0", "complete", "2")]
+    assert "--timeout 1 s passed: 1 of the 5 trials ran" in result.stdout
 
 
 SPACE = ["--space", "lr=1e-4..1e-1:log"]

@@ -99,7 +99,7 @@ def claim(out: Path | None, storage: str | None, study: str) -> Path:
     marker = folder / STUDY_FILE
     if not marker.exists():
         others = [path.name for path in folder.iterdir() if not path.name.startswith(".")] if folder.is_dir() else []
-        if others and not marker.exists():
+        if others:
             raise UserError(f"--out {folder} already holds files and no study; choose a new folder so nothing is "
                             "overwritten")
         try:
@@ -173,10 +173,13 @@ def tune(request: Request, output: Output, entry: Callable[[Job], None]) -> dict
             status = spawn(job, entry, output.warn)
     except KeyboardInterrupt:
         interrupted = True
+    ended = tally(study, job.launch)[0]
+    if ended < job.trials and not interrupted and job.deadline is not None and time.time() >= job.deadline:
+        output.say(f"--timeout {request.timeout:g} s passed: {ended} of the {job.trials} trials ran")
     record = write(folder, study, job.storage, job.metric, names)
     pictures = [] if interrupted else draw(folder, study, job.metric, output.warn)
     for text in best_lines(record):
         output.say(text)
     output.say(f"wrote {', '.join(str(path) for path in [folder / 'trials.csv', folder / 'best.json', *pictures])}")
-    done = tally(study, job.launch)[0] >= job.trials
-    return {**record, "out": str(folder), "interrupted": interrupted, "status": 0 if done or interrupted else status}
+    return {**record, "out": str(folder), "interrupted": interrupted,
+            "status": 0 if ended >= job.trials or interrupted else status}

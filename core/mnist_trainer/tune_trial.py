@@ -90,10 +90,14 @@ class Objective:
         trial.set_user_attr(WORKER, {"launch": self.job.launch, "index": self.job.worker, "threads": self.threads,
                                      "host": socket.gethostname()})
         claim.release()  # tagged: the other workers count this trial from now on
-        with beating(trial, self.storage):
-            params = {dimension.name: dimension.suggest(trial) for dimension in self.job.dimensions}
-            watch = Watch(trial, self.job.metric, self.job.prune)
-            summary = self._train(trial, params, watch)
+        try:
+            with beating(trial, self.storage):
+                params = {dimension.name: dimension.suggest(trial) for dimension in self.job.dimensions}
+                watch = Watch(trial, self.job.metric, self.job.prune)
+                summary = self._train(trial, params, watch)
+        except KeyboardInterrupt:  # before its run trained (composing, loading data): not a lost worker's trial
+            _ended(trial, "interrupted", "interrupted before its first epoch")
+            raise
         return self._value(trial, summary, watch)
 
     def _train(self, trial: optuna.Trial, params: dict, watch: Watch) -> dict:
