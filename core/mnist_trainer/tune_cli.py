@@ -19,12 +19,12 @@ from .records import to_json
 from .settings import _Finite
 
 SPACE_HELP = ("What to search (repeatable): a setting, a plugin option or a slot's plugin, as a range or choices, e.g. "
-              "--space lr=1e-4..1e-1:log --space dropout.p=0.0..0.6 --space init=xavier|he|none "
-              "--space batch_size=50|100|200.")
+              "--space lr=1e-4..1e-1:log --space dropout.p=0.0..0.6 --space 'init=xavier|he|none' "
+              "--space 'batch_size=50|100|200' (quoted: | is the shell's pipe).")
 
 
 @click.command(cls=cli._WithPlugins, context_settings={"help_option_names": ["-h", "--help"]},
-               epilog="Example: mnist-tune -p relu -p dropout --space lr=1e-4..1e-1:log --space init=xavier|he "
+               epilog="Example: mnist-tune -p relu -p dropout --space lr=1e-4..1e-1:log --space 'init=xavier|he' "
                       "--space dropout.p=0.0..0.6 --val 1000 --dataset mnist-sample --epochs 5 --trials 20")
 @cli._training_options
 @click.option("--space", "spaces", multiple=True, metavar="NAME=LOW..HIGH[:log]|NAME=A|B|...", help=SPACE_HELP)
