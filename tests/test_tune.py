@@ -169,6 +169,17 @@ def test_ctrl_c_before_a_trials_first_epoch_marks_it_interrupted_not_lost(run_cl
         "failed", "interrupted before its first epoch")]
 
 
+def test_without_a_validation_split_score_on_test_scores_trials_on_the_test_split(run_cli, tmp_path, no_pictures):
+    out = tmp_path / "study"
+    no_val = [arg for flag, arg in zip([None, *TINY], TINY) if arg != "--val" and flag != "--val"]
+    result = tune(run_cli, "-p", "relu", "--space", "lr=1e-3..1e-1:log", *no_val, "--trials", "2", "--score-on-test",
+                  "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    best = json.loads(result.stdout)
+    assert best["metric"] == "test_accuracy" and best["trials"]["complete"] == 2
+    assert summary(out / f"trial-{best['trial']:04d}")["saved"]["test_accuracy"] == best["value"]
+
+
 def test_timeout_starts_no_trial_after_it_and_the_running_one_finishes(run_cli, fake_plugin, tmp_path, no_pictures):
     fake_plugin("slow-start", SLOW_START)
     out = tmp_path / "study"
