@@ -67,16 +67,18 @@ def test_two_workers_on_one_sqlite_study_finish_the_trials_though_one_is_killed_
 def test_two_commands_on_one_journal_file_share_the_study_and_a_killed_ones_trial_fails(site, tmp_path, run_cli,
                                                                                        monkeypatch):
     out, journal = tmp_path / "study", tmp_path / "study.log"
-    args = [BIN / "mnist-tune", *SPACE, "--storage", f"journal:{journal}", "--out", out, "--trials", "3"]
-    env = {**os.environ, "PYTHONPATH": site}
-    killed = subprocess.Popen(list(map(str, args)), env={**env, "KILL_AT": "2"},
+    args = [*SPACE, "--storage", f"journal:{journal}", "--out", out, "--trials", "3"]
+    killed = subprocess.Popen([str(BIN / "mnist-tune"), *map(str, args)], env={**os.environ, "PYTHONPATH": site,
+                                                                              "KILL_AT": "2"},
                               stdout=subprocess.DEVNULL)
-    other = subprocess.run(list(map(str, args)), env=env, capture_output=True, text=True, timeout=600)
-    assert killed.wait(timeout=600) == -9 and other.returncode == 0, other.stderr
+    while not (out / "trial-0000").exists() and killed.poll() is None:  # its trials have begun: this one joins them
+        time.sleep(0.1)
+    other = run_cli(*args, command=tune_cli.tune)  # in this process, beside the other command
+    assert killed.wait(timeout=600) == -9 and other.exit_code == 0, other.output
     died = time.time()
     monkeypatch.setenv("MNIST_TRAINER_HEARTBEAT", "1")  # so it is missed after 3 seconds
     time.sleep(max(0.0, died + 3.5 - time.time()))
-    again = run_cli(*SPACE, "--storage", f"journal:{journal}", "--out", out, "--trials", "1", command=tune_cli.tune)
+    again = run_cli(*args[:-1], "1", command=tune_cli.tune)
     assert again.exit_code == 0, again.output
     table = trials(out)
     assert [row["number"] for row in table] == [str(number) for number in range(6)]  # each number once
