@@ -227,3 +227,16 @@ def test_a_folder_of_another_study_is_refused(run_cli, tmp_path):
     (tmp_path / "study" / "notes.txt").write_text("mine")
     assert_user_error(tune(run_cli, *SPACE, "--val", "100", "--out", tmp_path / "study"),
                       ["already holds files and no study"])
+
+
+def test_a_study_takes_more_trials_only_of_the_same_search(run_cli, tmp_path, no_pictures):
+    out = tmp_path / "study"
+    args = ["-p", "relu", *SPACE, *TINY, "--epochs", "1", "--trials", "1", "--out", out]
+    assert tune(run_cli, *args).exit_code == 0
+    assert_user_error(tune(run_cli, *args, "--space", "init=xavier|he"),
+                      ["study 'mnist-tune' in sqlite:///", "was started with other space", "--study NAME"])
+    assert_user_error(tune(run_cli, *args[:-4], "--epochs", "2", "--trials", "1", "--out", out),
+                      ["was started with other settings"])
+    assert_user_error(tune(run_cli, *args, "--study", "another"),
+                      [f"--out {out} holds study 'mnist-tune' in its own study.db"])
+    assert [row["number"] for row in trials(out)] == ["0"]
