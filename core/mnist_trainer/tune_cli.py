@@ -64,7 +64,8 @@ def tune(spaces, plugins, assignments, trials, timeout, metric, direction, score
         import optuna  # noqa: F401
     except ImportError as error:
         raise UserError(f"mnist-tune needs optuna: pip install 'mnist-trainer[tune]' ({error})") from None
-    from .tune import Request, tune as tuning
+    from .tune import Request
+    from .tune import tune as tuning
 
     if fields["data_dir"] is not None:
         fields["data_dir"] = str(Path(fields["data_dir"]).resolve())
