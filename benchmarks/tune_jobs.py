@@ -1,4 +1,5 @@
-"""The same ``mnist-tune`` study with ``--jobs 1`` and with ``--jobs N``: which finishes its trials sooner here.
+"""The same ``mnist-tune`` study with ``--jobs 1`` and with ``--jobs N`` (torch's own thread default in both, as a user
+gets it), and with ``--jobs 1`` under ``OMP_NUM_THREADS=1``: which finishes its trials sooner here, and why.
 
     python benchmarks/tune_jobs.py                    # 3 alternating rounds of 8 trials x 3 epochs, mnist-sample
     python benchmarks/tune_jobs.py --record           # ... and appends the output to benchmarks/RESULTS.md
@@ -37,7 +38,8 @@ def study(jobs: int, threads: int | None, out: Path, args: argparse.Namespace) -
     trials' median epoch, the threads each worker used, and the load average it ran under."""
     command = [BIN / "mnist-tune", *SPACE, "--dataset", args.dataset, "--val", "1000", "--epochs", str(args.epochs),
                "--trials", str(args.trials), "--no-prune", "--jobs", str(jobs), "--device", "cpu", "--out", out]
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    env = {key: value for key, value in os.environ.items() if key not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env.update({"OMP_NUM_THREADS": str(threads)} if threads else {})  # else torch's own default, as a user gets
     started = time.perf_counter()
     done = subprocess.run(list(map(str, command)), capture_output=True, text=True, env=env)
     wall = time.perf_counter() - started

@@ -1,6 +1,7 @@
 """The benchmarks' tiny modes run and report every variant (the full runs live in benchmarks/); each starts a process
-per variant, so the epoch-speed and checkpoint runs are slow tests (pytest -m slow)."""
+per variant, so the epoch-speed, checkpoint and tuning-workers runs are slow tests (pytest -m slow)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -65,3 +66,18 @@ def test_startup_times_every_command_that_answers_without_training():
     assert [command for command, _, _ in timed] == ["mnist-run --help", "mnist-run --list-plugins", "mnist-eval --help",
                                                     "mnist-compare --help", "mnist-plot --help"]
     assert all(0 < float(fastest) <= float(median) for _, fastest, median in timed)
+
+
+@pytest.mark.slow
+def test_tune_jobs_times_every_variant_and_records_each_workers_threads():
+    out = subprocess.run([sys.executable, ROOT / "benchmarks" / "tune_jobs.py", "--rounds", "1", "--trials", "2",
+                          "--epochs", "1", "--dataset", "synthetic:1200"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    rows = dict(re.findall(r"^(--jobs \d(?:, OMP_NUM_THREADS=1)?)\s+wall .* threads: (.*?)  rounds'", out.stdout,
+                           flags=re.M))
+    assert list(rows) == ["--jobs 1", "--jobs 1, OMP_NUM_THREADS=1", "--jobs 2"], out.stdout
+    threads = {name: [int(count) for count in re.findall(r"worker \d: (\d+)", text)] for name, text in rows.items()}
+    assert len(threads["--jobs 1"]) == 1 and threads["--jobs 1, OMP_NUM_THREADS=1"] == [1]
+    assert len(set(threads["--jobs 2"])) == 1 and 2 * threads["--jobs 2"][0] <= max(2, os.cpu_count())
+    assert re.search(r"^--jobs 2 against --jobs 1: [\d.]+x the wall time, [\d.]+x the epochs per second$", out.stdout,
+                     flags=re.M)
