@@ -45,7 +45,7 @@ from mnist_trainer import hookimpl
 
 @hookimpl
 def mnist_trainer_run_start(run):
-    time.sleep(1.5)
+    time.sleep(2.5)  # beyond the test's --timeout 2, within which even a busy machine starts the first trial
 """
 
 
@@ -183,11 +183,11 @@ def test_without_a_validation_split_score_on_test_scores_trials_on_the_test_spli
 def test_timeout_starts_no_trial_after_it_and_the_running_one_finishes(run_cli, fake_plugin, tmp_path, no_pictures):
     fake_plugin("slow-start", SLOW_START)
     out = tmp_path / "study"
-    result = tune(run_cli, "-p", "slow-start", "--space", "lr=1e-3..1e-1:log", *TINY, "--trials", "5", "--timeout", "1",
+    result = tune(run_cli, "-p", "slow-start", "--space", "lr=1e-3..1e-1:log", *TINY, "--trials", "5", "--timeout", "2",
                   "--out", out)
     assert result.exit_code == 0, result.output
     assert [(row["number"], row["state"], row["epochs"]) for row in trials(out)] == [("0", "complete", "2")]
-    assert "--timeout 1 s passed: 1 of the 5 trials ran" in result.stdout
+    assert "--timeout 2 s passed: 1 of the 5 trials ran" in result.stdout
 
 
 SPACE = ["--space", "lr=1e-4..1e-1:log"]
