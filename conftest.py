@@ -6,6 +6,8 @@ import os
 
 
 def pytest_configure(config):
+    if not hasattr(config, "workerinput") and getattr(config.option, "numprocesses", None):
+        return  # pytest-xdist's controller, which runs no test: its workers inherit its environment, so it sets none
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // workers)))

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from mnist_trainer import UserError, hookimpl, testing
+from mnist_trainer import UserError, cli, hookimpl, testing
 from tests.conftest import console
 from tests.test_cli import FAST, assert_user_error
 
@@ -47,18 +47,16 @@ def test_an_option_that_cannot_come_back_from_the_record_is_refused_before_any_f
     assert not out.exists()
 
 
-def test_an_option_whose_converter_reads_the_record_resumes(fake_plugin, tmp_path):
-    site = fake_plugin("widths", TUPLE_MODEL.format(reader=READS_BOTH))
-    env = {"PYTHONPATH": str(site)}
+def test_an_option_whose_converter_reads_the_record_resumes(run_cli, fake_plugin, tmp_path):
+    fake_plugin("widths", TUPLE_MODEL.format(reader=READS_BOTH))
     fast = [a for a in FAST if a not in ("--hidden", "32,32")]
     out = tmp_path / "run"
-    assert console("mnist-run", "--plugin", "widths", "-o", "widths.widths=8,4", *fast, "--out", out,
-                   env=env).returncode == 0
-    resumed = console("mnist-run", "--resume", out, "--epochs", "3", env=env)
-    assert resumed.returncode == 0, resumed.stderr
+    assert run_cli("--plugin", "widths", "-o", "widths.widths=8,4", *fast, "--out", out).exit_code == 0
+    resumed = run_cli("--resume", out, "--epochs", "3")  # the options rebuilt from config.json alone
+    assert resumed.exit_code == 0, resumed.output
     assert "MLP (8, 4)" in resumed.stdout
-    evaluated = console("mnist-eval", out, "--dataset", "synthetic:600", "--device", "cpu", env=env)
-    assert evaluated.returncode == 0, evaluated.stderr
+    evaluated = run_cli(out, "--dataset", "synthetic:600", "--device", "cpu", command=cli.evaluate)
+    assert evaluated.exit_code == 0, evaluated.output
 
 
 class BadRow:
@@ -113,19 +111,19 @@ def rows(out):
             for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if row["stage"] == "epoch"]
 
 
-def test_handlers_run_in_plugin_name_order_whatever_the_flags_and_across_a_resume(fake_plugin, tmp_path):
+def test_handlers_run_in_plugin_name_order_whatever_the_flags_and_across_a_resume(run_cli, fake_plugin, tmp_path):
     site = fake_plugin("a-writes", WRITES)
     fake_plugin("b-reads", READS)
     fake_plugin("stops", STOPS_AT_STEP)
     env = {"PYTHONPATH": str(site)}
     fast = [*FAST, "--epochs", "3"]
     for name, flags in {"ab": ["-p", "a-writes", "-p", "b-reads"], "ba": ["-p", "b-reads", "-p", "a-writes"]}.items():
-        assert console("mnist-run", "-p", "stops", *flags, *fast, "--out", tmp_path / name, env=env).returncode == 0
+        assert run_cli("-p", "stops", *flags, *fast, "--out", tmp_path / name).exit_code == 0
     killed = tmp_path / "killed"
     died = console("mnist-run", "-p", "stops", "-p", "b-reads", "-p", "a-writes", *fast, "--out", killed,
                    env={**env, "STOP_AT_STEP": "15"})
     assert died.returncode == -9
-    assert console("mnist-run", "--resume", killed, env=env).returncode == 0
+    assert run_cli("--resume", killed).exit_code == 0  # killed, so in a process of its own; its resume need not be
     expected = [{"epoch": epoch, "a": epoch * 10, "b": epoch * 10} for epoch in (1, 2, 3)]  # a's handler, then b's
     assert rows(tmp_path / "ab") == rows(tmp_path / "ba") == rows(killed) == expected
 

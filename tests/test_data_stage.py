@@ -75,16 +75,15 @@ def rows(out):
     return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in lines if row["stage"] == "epoch"]
 
 
-def test_a_third_party_dataset_trains_records_evaluates_and_resumes(fake_plugin, tmp_path):
-    site = fake_plugin("squares", SQUARES)
+def test_a_third_party_dataset_trains_records_evaluates_and_resumes(run_cli, fake_plugin, tmp_path):
+    fake_plugin("squares", SQUARES)
     fake_plugin("steps", STEPS)
-    env = {"PYTHONPATH": str(site)}
     flags = ["--dataset", "squares", "-o", "squares.count=400", "-p", "relu", "-p", "cosine", "-o", "cosine.per=batch",
              "-o", "cosine.eta_min=0.0001", "-p", "steps", "--epochs", "3", "--batch-size", "40", "--hidden", "32",
              "--device", "cpu"]
     whole = tmp_path / "whole"
-    result = console("mnist-run", *flags, "--out", whole, env=env)
-    assert result.returncode == 0, result.stderr
+    result = run_cli(*flags, "--out", whole)
+    assert result.exit_code == 0, result.output
     assert "dataset      squares:400: 16x16 images, 5 classes [squares]" in result.stdout
     assert "256-32-5 MLP" in result.stdout  # the model learnt the data's shape and classes
     config = json.loads((whole / "config.json").read_text())
@@ -95,12 +94,12 @@ def test_a_third_party_dataset_trains_records_evaluates_and_resumes(fake_plugin,
     assert [row["steps"] for row in epochs] == [10, 10, 10]  # run.steps_per_epoch is the steps taken: 400 // 40
     assert epochs[-1]["last_lr"] == pytest.approx(0.0001)  # a per-batch schedule ends at its floor on the last step
     assert epochs[-1]["test_accuracy"] > 0.6  # learns: chance is 0.2
-    evaluated = console("mnist-eval", whole, "--device", "cpu", "--json", env=env)
+    evaluated = run_cli(whole, "--device", "cpu", "--json", command=cli.evaluate)
     assert json.loads(evaluated.stdout)["metrics"]["accuracy"] == config["summary"]["saved"]["test_accuracy"]
     killed = tmp_path / "killed"
-    stops = {**env, "PYTHONPATH": str(fake_plugin("stops", STOPS_AT))}
-    assert console("mnist-run", *flags, "-p", "stops", "--out", killed, env={**stops, "STOP_AT": "15"}).returncode == -9
-    assert console("mnist-run", "--resume", killed, env=stops).returncode == 0
+    stops = {"PYTHONPATH": str(fake_plugin("stops", STOPS_AT)), "STOP_AT": "15"}  # killed: a process of its own
+    assert console("mnist-run", *flags, "-p", "stops", "--out", killed, env=stops).returncode == -9
+    assert run_cli("--resume", killed).exit_code == 0
     assert rows(killed) == epochs
 
 

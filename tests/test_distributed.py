@@ -1,7 +1,8 @@
 """Data-parallel training under torchrun (gloo, on this CPU): the same run as one process, one record, clear errors.
 
 Each test starts real processes through torch's own launcher, so these are the slowest
-tests of the suite; each keeps to a few seconds of training on synthetic data.
+tests of the suite; each keeps to a few seconds of training on synthetic data. The one-process
+runs they are compared with train in the test's own process, on the launched processes' threads.
 """
 
 import json
@@ -14,7 +15,9 @@ import sys
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from mnist_trainer import cli
 from mnist_trainer.distributed import World
 from mnist_trainer.syncbn import CpuSyncBatchNorm, sync_batch_norm
 from tests.conftest import console
@@ -45,6 +48,17 @@ def torchrun(*args, nproc=2, env=None, launcher=("--standalone",), timeout=300):
                "-m", "mnist_trainer", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, env={**os.environ, **ENV, **(env or {})},
                           timeout=timeout, start_new_session=True)
+
+
+def one_process(*args, command=cli.main, env=None, threads=int(ENV["OMP_NUM_THREADS"])):
+    """A command run alone, in this process, on `threads` threads (as many as ENV gives each process torchrun starts,
+    unless told), with `env` added to the environment: click's result."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return CliRunner().invoke(command, [str(arg) for arg in args], env=env)
+    finally:
+        torch.set_num_threads(before)
 
 
 def epochs(out):
@@ -110,8 +124,8 @@ def test_torchs_batch_norms_synchronise_with_their_state_and_a_subclass_is_refus
 @pytest.mark.parametrize("plugins", [["relu", "xavier"], ["batchnorm", "he"]], ids="+".join)
 def test_two_processes_train_as_one_does(tmp_path, plugins):
     flags = [arg for name in plugins for arg in ("--plugin", name)] + RUN
-    alone = console("mnist-run", *flags, "--out", tmp_path / "one", env=ENV)
-    assert alone.returncode == 0, alone.stderr
+    alone = one_process(*flags, "--out", tmp_path / "one")
+    assert alone.exit_code == 0, alone.output
     two = torchrun(*flags, "--out", tmp_path / "two")
     assert two.returncode == 0, two.stderr
     assert ("processes    2 over gloo" in two.stdout
@@ -122,8 +136,8 @@ def test_two_processes_train_as_one_does(tmp_path, plugins):
         # to 4e-5 away on some first-layer weights after 540 Adam steps: below that floor no implementation can agree,
         # so two processes are held to twice the distance between those two single-process runs, and never looser than
         # 1e-5.
-        threads = console("mnist-run", *flags, "--out", tmp_path / "threads", env={**ENV, "OMP_NUM_THREADS": "2"})
-        assert threads.returncode == 0, threads.stderr
+        threads = one_process(*flags, "--out", tmp_path / "threads", threads=2)
+        assert threads.exit_code == 0, threads.output
         atol = max(atol, 2 * largest_difference(tmp_path / "one", tmp_path / "threads"))
     assert_same_training(tmp_path / "one", tmp_path / "two", atol=atol)
     config = json.loads((tmp_path / "two" / "config.json").read_text())
@@ -150,9 +164,9 @@ def test_lbfgs_line_searches_see_the_global_batchs_loss_on_every_process(tmp_pat
 
 def test_every_rank_starts_from_the_same_pretrained_weights_as_one_process(tmp_path):
     flags = ["--plugin", "rbm-pretrain", "-o", "rbm-pretrain.epochs=1", *SHORT[:3], "2", *SHORT[4:]]  # 2 epochs
-    one = console("mnist-run", *flags, "--out", tmp_path / "one", env=ENV)
+    one = one_process(*flags, "--out", tmp_path / "one")
     two = torchrun(*flags, "--out", tmp_path / "two")
-    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    assert one.exit_code == 0 and two.returncode == 0, one.output + two.stderr
     reports = [line for line in one.stdout.splitlines() if line.startswith("rbm-pretrain ") and "seconds=" not in line]
     assert reports and [line for line in two.stdout.splitlines()
                         if line.startswith("rbm-pretrain ") and "seconds=" not in line] == reports  # rank 0's only
@@ -167,7 +181,7 @@ def free_port():
 
 def test_two_nodes_through_a_c10d_rendezvous_train_as_one_process_does(tmp_path):
     flags = ["--plugin", "relu", *SHORT]
-    assert console("mnist-run", *flags, "--out", tmp_path / "one", env=ENV).returncode == 0
+    assert one_process(*flags, "--out", tmp_path / "one").exit_code == 0
     endpoint = f"127.0.0.1:{free_port()}"
     nodes = [subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank),
@@ -190,8 +204,8 @@ def test_a_killed_two_process_run_resumes_on_one_or_two_processes_as_if_never_ki
     killed = torchrun(*flags, "--out", tmp_path / "killed", env={**env, "STOP_AT_STEP": "60"})  # in epoch 3 of 4
     assert killed.returncode == -signal.SIGKILL and len(epochs(tmp_path / "killed")) == 2
     shutil.copytree(tmp_path / "killed", tmp_path / "killed-again")
-    alone = console("mnist-run", "--resume", tmp_path / "killed", env={**env, **ENV})
-    assert alone.returncode == 0, alone.stderr
+    alone = one_process("--resume", tmp_path / "killed")
+    assert alone.exit_code == 0, alone.output
     assert "resume       from epoch 2 of 4" in alone.stdout
     pair = torchrun("--resume", tmp_path / "killed-again", env=env)
     assert pair.returncode == 0, pair.stderr
@@ -306,11 +320,11 @@ def test_mnist_run_nproc_starts_the_processes_through_torchrun_and_exits_as_they
     assert started.returncode == 0 and started.stderr == "", started.stderr  # the launcher adds nothing
     assert "processes    2 over gloo" in started.stdout and started.stdout.count("done: test accuracy") == 1
     assert json.loads((tmp_path / "run" / "config.json").read_text())["world"]["size"] == 2
-    nested = console("mnist-run", "--nproc", "2", "--plugin", "relu", env={"WORLD_SIZE": "2", "RANK": "0"})
-    assert (nested.returncode == 2
+    nested = one_process("--nproc", "2", "--plugin", "relu", env={"WORLD_SIZE": "2", "RANK": "0"})
+    assert (nested.exit_code == 2
             and nested.stderr == "Error: --nproc starts torchrun itself; under torchrun, leave --nproc out\n")
-    comparing = console("mnist-compare", "relu", "core", env={"WORLD_SIZE": "2", "RANK": "0"})
-    assert (comparing.returncode == 2
+    comparing = one_process("relu", "core", command=cli.compare, env={"WORLD_SIZE": "2", "RANK": "0"})
+    assert (comparing.exit_code == 2
             and comparing.stderr.startswith("Error: mnist-compare trains its arms one after another"))
 
 
@@ -328,8 +342,9 @@ def test_what_cannot_work_across_processes_is_one_line_per_process(tmp_path):
 
 def test_a_missing_or_unreachable_rendezvous_is_one_line_not_a_hang(tmp_path):
     alone = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", **ENV, "MNIST_TRAINER_DIST_TIMEOUT": "3"}
-    without = console("mnist-run", "--plugin", "relu", *SHORT, env=alone, timeout=60)
-    assert (without.returncode == 2
+    without = one_process("--plugin", "relu", *SHORT, env={**alone, "MASTER_ADDR": None, "MASTER_PORT": None,
+                                                           "TORCH_CPP_LOG_LEVEL": None})  # as it was, afterwards
+    assert (without.exit_code == 2
             and without.stderr.startswith("Error: WORLD_SIZE is set but MASTER_ADDR/MASTER_PORT are not"))
     nobody = console("mnist-run", "--plugin", "relu", *SHORT, timeout=60,
                      env={**alone, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())})

@@ -42,10 +42,19 @@ def epochs(out):
     return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in rows if row["stage"] == "epoch"]
 
 
-def evaluated(out, env):
-    result = console("mnist-eval", out, "--dataset", "synthetic:600", "--device", "cpu", "--json", env=env)
-    assert result.returncode == 0, result.stderr
+def evaluated(run_cli, out):
+    """``mnist-eval OUT`` in this process: a run's record is read back from its files alone."""
+    result = run_cli(out, "--dataset", "synthetic:600", "--device", "cpu", "--json", command=cli.evaluate)
+    assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def resumed(run_cli, out, *args):
+    """``mnist-run --resume OUT ARGS`` in this process (only the runs that are signalled need processes of their own;
+    they share this one's thread budget, so the sums are the same)."""
+    result = run_cli("--resume", out, *args)
+    assert result.exit_code == 0, result.output
+    return result
 
 
 @pytest.fixture
@@ -54,14 +63,17 @@ def signals(fake_plugin):
 
 
 @pytest.fixture
-def whole(signals, tmp_path):
+def whole(signals, run_cli, tmp_path):
+    """The run done in one go, in this process."""
     out = tmp_path / "whole"
-    assert console("mnist-run", *SIX, "--out", out, env=signals).returncode == 0
+    result = run_cli(*SIX, "--out", out)
+    assert result.exit_code == 0, result.output
     return out
 
 
 @pytest.mark.parametrize("moment, saved", [("epoch_end:5", 4), ("epoch_start:6", 5), ("epoch_end:6", 5)])
-def test_sigterm_as_an_epoch_ends_records_exactly_what_model_pt_holds(signals, whole, tmp_path, moment, saved):
+def test_sigterm_as_an_epoch_ends_records_exactly_what_model_pt_holds(run_cli, signals, whole, tmp_path, moment,
+                                                                     saved):
     out = tmp_path / "stopped"
     ended = console("mnist-run", *SIX, "--out", out, env={**signals, "SIGNAL_AT": moment, "SIGNAL": "SIGTERM"})
     assert ended.returncode == 143, ended.stderr
@@ -71,10 +83,10 @@ def test_sigterm_as_an_epoch_ends_records_exactly_what_model_pt_holds(signals, w
     assert [row["epoch"] for row in epochs(out)] == list(range(1, saved + 1)) and summary["epochs"] == saved
     assert ended.stderr.strip().splitlines()[-1].endswith(f"model.pt holds epoch {saved}; mnist-run --resume {out} "
                                                           f"goes on from epoch {saved}")
-    metrics = evaluated(out, signals)
+    metrics = evaluated(run_cli, out)
     assert metrics["epoch"] == saved
     assert metrics["metrics"] == {"loss": summary["saved"]["test_loss"], "accuracy": summary["saved"]["test_accuracy"]}
-    assert console("mnist-run", "--resume", out, env=signals).returncode == 0
+    resumed(run_cli, out)
     assert epochs(out) == epochs(whole)
     assert all(torch.equal(a, b) for a, b in zip(torch.load(out / "model.pt")["state_dict"].values(),
                                                  torch.load(whole / "model.pt")["state_dict"].values()))
@@ -82,21 +94,19 @@ def test_sigterm_as_an_epoch_ends_records_exactly_what_model_pt_holds(signals, w
 
 @pytest.mark.parametrize("signal", ["SIGTERM", "SIGKILL"])
 def test_a_run_stopped_after_its_last_checkpoint_is_finished_by_resume_without_training(
-        signals, whole, tmp_path, signal):
+        run_cli, signals, whole, tmp_path, signal):
     out = tmp_path / "ended"
     ended = console("mnist-run", *SIX, "--out", out, env={**signals, "SIGNAL_AT": "run_end:6", "SIGNAL": signal})
     assert ended.returncode == (143 if signal == "SIGTERM" else -9)
     assert not (out / "model.pt").exists() and "summary" not in json.loads((out / "config.json").read_text())
-    resumed = console("mnist-run", "--resume", out, env=signals)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resume       finishing the record at epoch 6 of 6" in resumed.stdout
+    assert "resume       finishing the record at epoch 6 of 6" in resumed(run_cli, out).stdout
     summary = json.loads((out / "config.json").read_text())["summary"]
     assert summary["status"] == "completed" and summary["saved"]["epoch"] == 6 and epochs(out) == epochs(whole)
-    assert evaluated(out, signals)["metrics"]["accuracy"] == summary["saved"]["test_accuracy"]
+    assert evaluated(run_cli, out)["metrics"]["accuracy"] == summary["saved"]["test_accuracy"]
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
 
-def test_an_interrupt_between_checkpoints_says_which_epoch_a_resume_starts_from(signals, tmp_path):
+def test_an_interrupt_between_checkpoints_says_which_epoch_a_resume_starts_from(run_cli, signals, tmp_path):
     out = tmp_path / "sparse"
     flags = [*SIX, "--checkpoint-every", "5", "--out", out]
     ended = console("mnist-run", *flags, env={**signals, "SIGNAL_AT": "epoch_start:3", "SIGNAL": "SIGTERM"})
@@ -104,22 +114,12 @@ def test_an_interrupt_between_checkpoints_says_which_epoch_a_resume_starts_from(
     assert ended.stderr.strip().splitlines()[-1] == (
         "interrupted (SIGTERM); model.pt holds epoch 2, but no checkpoint was written yet (--checkpoint-every): "
         "nothing to resume; start it again")
-    assert_user_error(console_result(["--resume", out], signals), ["has no checkpoint.pt to resume from"])
+    assert_user_error(run_cli("--resume", out), ["has no checkpoint.pt to resume from"])
     later = tmp_path / "later"
     ended = console("mnist-run", *SIX, "--checkpoint-every", "5", "--out", later,
                     env={**signals, "SIGNAL_AT": "epoch_start:6", "SIGNAL": "SIGTERM"})
     assert ended.stderr.strip().splitlines()[-1].endswith(f"model.pt holds epoch 5; mnist-run --resume {later} goes on "
                                                           "from epoch 5")
-
-
-def console_result(args, env):
-    """A console run, shaped as the CLI runner's result for assert_user_error."""
-    done = console("mnist-run", *args, env=env)
-
-    class Result:
-        exit_code, stderr, output, exception = done.returncode, done.stderr, done.stdout + done.stderr, None
-
-    return Result()
 
 
 def test_a_checkpoint_from_another_run_is_refused(run_cli, tmp_path):
@@ -167,12 +167,14 @@ def test_a_run_recorded_on_cuda_resumes_on_the_cpu_when_asked(run_cli, tmp_path)
     assert json.loads(evaluated.stdout)["epoch"] == 3
 
 
-def test_a_resumed_run_that_fails_records_the_weights_model_pt_still_holds(signals, tmp_path):
+def test_a_resumed_run_that_fails_records_the_weights_model_pt_still_holds(run_cli, signals, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    assert console("mnist-run", *[a if a != "6" else "2" for a in SIX], "--out", out, env=signals).returncode == 0
-    failed = console("mnist-run", "--resume", out, "--epochs", "4", env={**signals, "FAIL_AT": "epoch_end:3"})
-    assert failed.returncode == 2 and "plugin 'signals' failed in mnist_trainer_epoch_end" in failed.stderr
+    assert run_cli(*[a if a != "6" else "2" for a in SIX], "--out", out).exit_code == 0
+    monkeypatch.setenv("FAIL_AT", "epoch_end:3")
+    failed = run_cli("--resume", out, "--epochs", "4")
+    assert failed.exit_code == 2 and "plugin 'signals' failed in mnist_trainer_epoch_end" in failed.stderr
+    monkeypatch.delenv("FAIL_AT")
     summary = json.loads((out / "config.json").read_text())["summary"]
     assert summary["status"] == "failed" and summary["saved"]["epoch"] == 2
     assert torch.load(out / "model.pt", weights_only=True)["epoch"] == 2
-    assert evaluated(out, signals)["metrics"]["accuracy"] == summary["saved"]["test_accuracy"]
+    assert evaluated(run_cli, out)["metrics"]["accuracy"] == summary["saved"]["test_accuracy"]

@@ -33,39 +33,46 @@ def weights(out):
     return torch.load(out / "model.pt", weights_only=True)["state_dict"]
 
 
+def trained(run_cli, *args):
+    """``mnist-run ARGS`` in this process, which must end well: only the runs that are killed need processes of their
+    own (the processes share this one's thread budget: the same sums, bitwise)."""
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
 def assert_same_run(one, other):
     assert epochs(one) == epochs(other) and len(epochs(one)) == 5
     assert all(torch.equal(a, b) for a, b in zip(weights(one).values(), weights(other).values()))
 
 
 @pytest.mark.parametrize("plugins", [["relu"], ["relu", "dropout", "batchnorm"]], ids="+".join)
-def test_a_run_killed_in_epoch_3_and_resumed_equals_the_run_in_one_go(fake_plugin, tmp_path, plugins):
+def test_a_run_killed_in_epoch_3_and_resumed_equals_the_run_in_one_go(run_cli, fake_plugin, tmp_path, plugins):
     site = fake_plugin("stops", STOPS_ITSELF)
     flags = ["--plugin", "stops", *(arg for name in plugins for arg in ("--plugin", name)), *RUN]
     env = {"PYTHONPATH": str(site)}
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert console("mnist-run", *flags, "--out", whole, env=env).returncode == 0
+    trained(run_cli, *flags, "--out", whole)
     died = console("mnist-run", *flags, "--out", killed, env={**env, "STOP_AT_STEP": "30", "STOP_WITH": "SIGKILL"})
     assert died.returncode == -9 and len(epochs(killed)) == 2  # killed in the middle of epoch 3
     assert not [p.name for p in killed.iterdir() if p.name.startswith(".")]
-    resumed = console("mnist-run", "--resume", killed, env=env)
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = trained(run_cli, "--resume", killed)
     assert "resume       from epoch 2 of 5" in resumed.stdout
     assert_same_run(killed, whole)
 
 
-def test_sigterm_records_the_run_says_how_to_resume_it_and_exits_143(fake_plugin, tmp_path):
+def test_sigterm_records_the_run_says_how_to_resume_it_and_exits_143(run_cli, fake_plugin, tmp_path):
     site = fake_plugin("stops", STOPS_ITSELF)
     flags = ["--plugin", "stops", "--plugin", "relu", *RUN]
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
-    assert console("mnist-run", *flags, "--out", whole, env={"PYTHONPATH": str(site)}).returncode == 0
+    trained(run_cli, *flags, "--out", whole)
     ended = console("mnist-run", *flags, "--out", stopped,
                     env={"PYTHONPATH": str(site), "STOP_AT_STEP": "40", "STOP_WITH": "SIGTERM"})
     assert ended.returncode == 143
     assert ended.stderr.strip().splitlines()[-1] == (
         f"interrupted (SIGTERM); model.pt holds epoch 3; mnist-run --resume {stopped} goes on from epoch 3")
     assert json.loads((stopped / "config.json").read_text())["summary"]["status"] == "interrupted"
-    assert console("mnist-run", "--resume", stopped, env={"PYTHONPATH": str(site)}).returncode == 0
+    trained(run_cli, "--resume", stopped)
     assert_same_run(stopped, whole)
 
 
@@ -112,7 +119,7 @@ def test_checkpoint_every_thins_the_checkpoints(run_cli, tmp_path, monkeypatch):
     assert saved == [2, 4, 5]  # every second epoch, and the end so that --epochs can extend it
 
 
-def test_sigkill_at_seeded_steps_leaves_a_valid_record_that_resumes_to_the_same_run(fake_plugin, tmp_path):
+def test_sigkill_at_seeded_steps_leaves_a_valid_record_that_resumes_to_the_same_run(run_cli, fake_plugin, tmp_path):
     """Each kill lands at a step drawn from a seeded generator, past the first checkpoint, by the process itself: every
     planned kill is checked, and a kill that did not land fails the test."""
     import random
@@ -121,7 +128,7 @@ def test_sigkill_at_seeded_steps_leaves_a_valid_record_that_resumes_to_the_same_
     env = {"PYTHONPATH": str(site)}
     flags = ["--plugin", "stops", "--plugin", "relu", "--plugin", "dropout", *RUN]
     whole = tmp_path / "whole"
-    assert console("mnist-run", *flags, "--out", whole, env=env).returncode == 0
+    trained(run_cli, *flags, "--out", whole)
     # 12 steps an epoch: after the first checkpoint, before the end
     steps = random.Random(2026).sample(range(13, 60), 3)
     checked = []
@@ -132,8 +139,7 @@ def test_sigkill_at_seeded_steps_leaves_a_valid_record_that_resumes_to_the_same_
         assert died.returncode == -9, f"the kill at step {step} did not land: {died.stderr}"
         json.loads((out / "config.json").read_text())  # every visible file is whole
         assert len(epochs(out)) == (step - 1) // 12
-        resumed = console("mnist-run", "--resume", out, env=env)
-        assert resumed.returncode == 0, resumed.stderr
+        trained(run_cli, "--resume", out)
         assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file remains
         assert_same_run(out, whole)
         checked.append(step)
@@ -176,7 +182,9 @@ CLAIMS = """
 import sys, time
 from mnist_trainer.errors import UserError
 from mnist_trainer.records import RunFolder
-while time.time() < float(sys.argv[2]):
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time() - 0.05))  # asleep until just before the instant, then spinning to it
+while time.time() < start:
     pass
 try:
     RunFolder.claim(sys.argv[1])
@@ -216,16 +224,16 @@ def mnist_trainer_epoch_end(run):
 """
 
 
-def test_a_plugins_own_generator_is_restored_by_resume(fake_plugin, tmp_path):
+def test_a_plugins_own_generator_is_restored_by_resume(run_cli, fake_plugin, tmp_path):
     site = fake_plugin("stops", STOPS_ITSELF)
     fake_plugin("draws", DRAWS)
     flags = ["--plugin", "stops", "--plugin", "draws", "--plugin", "relu", *RUN]
     env = {"PYTHONPATH": str(site)}
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert console("mnist-run", *flags, "--out", whole, env=env).returncode == 0
+    trained(run_cli, *flags, "--out", whole)
     assert console("mnist-run", *flags, "--out", killed,
                    env={**env, "STOP_AT_STEP": "30", "STOP_WITH": "SIGKILL"}).returncode == -9
-    assert console("mnist-run", "--resume", killed, env=env).returncode == 0
+    trained(run_cli, "--resume", killed)
     assert [row["draw"] for row in epochs(killed)] == [row["draw"] for row in epochs(whole)]
     assert_same_run(killed, whole)
 

@@ -1,9 +1,9 @@
 """Tested the way a third-party author would: the data through `testing.compose`, whole runs through the commands
-(the plugin must be installed for those: ``pip install -e .``), on small learnable IDX files written here."""
+(in this process through click's runner, or started, for the run that is killed; the plugin must be installed for
+those: ``pip install -e .``), on small learnable IDX files written here."""
 
 import gzip
 import json
-import os
 import re
 import signal
 import subprocess
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 import mnist_trainer_idx_folder as idx_folder
-from mnist_trainer import UserError, testing
+from mnist_trainer import UserError, cli, testing
 from mnist_trainer.testing import build_options
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -109,26 +110,28 @@ def test_bad_values_are_refused_in_one_line_naming_the_option(key, value):
 
 
 def command(name: str, *args) -> subprocess.Popen:
-    """One of mnist-trainer's commands, installed beside this Python, started."""
+    """One of mnist-trainer's commands, installed beside this Python, started (with this process's environment, so
+    on as many threads as this one: the same sums)."""
     return subprocess.Popen([str(Path(sys.executable).with_name(name)), *map(str, args)], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def finish(process: subprocess.Popen) -> tuple[str, str]:
-    """Wait for `process`; its stdout and stderr, once it exited 0."""
-    out, err = process.communicate(timeout=300)
-    assert process.returncode == 0, err
-    return out, err
+def invoke(name: str, *args) -> str:
+    """One of mnist-trainer's commands run in this process as its console script runs it: its stdout, once it exited
+    0."""
+    result = CliRunner().invoke({"mnist-run": cli.main, "mnist-eval": cli.evaluate}[name], [str(arg) for arg in args])
+    assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 EPOCHS = 6
 
 
-def train(folder: Path, out: Path) -> subprocess.Popen:
-    """A run on `folder` big enough (about 0.5 s an epoch here) for a kill to land part-way."""
-    return command("mnist-run", "--plugin", "idx-folder", "-o", f"idx-folder.folder={folder}", "-o",
-                   "idx-folder.name=usps-like", "-o", "idx-folder.side=16", "-o", "idx-folder.classes=4",
-                   "--epochs", EPOCHS, "--hidden", "512,512", "--lr", "0.01", "--device", "cpu", "--out", out)
+def training(folder: Path, out: Path) -> list:
+    """The arguments of a run on `folder` big enough (about 0.5 s an epoch here) for a kill to land part-way."""
+    return ["--plugin", "idx-folder", "-o", f"idx-folder.folder={folder}", "-o", "idx-folder.name=usps-like", "-o",
+            "idx-folder.side=16", "-o", "idx-folder.classes=4", "--epochs", EPOCHS, "--hidden", "512,512", "--lr",
+            "0.01", "--device", "cpu", "--out", out]
 
 
 def epochs_recorded(run: Path) -> list[dict]:
@@ -146,8 +149,7 @@ def finished(tmp_path_factory):
     """A folder of 16x16 images in 4 classes, and a run on it done in one go: (root, run, what it printed)."""
     root = tmp_path_factory.mktemp("idx-folder")
     write_folder(root / "usps", side=16, classes=4, sizes=(3000, 500))
-    out, _ = finish(train(root / "usps", root / "whole"))
-    return root, root / "whole", out
+    return root, root / "whole", invoke("mnist-run", *training(root / "usps", root / "whole"))
 
 
 def test_a_run_trains_records_and_mnist_eval_reproduces_its_test_accuracy(finished):
@@ -159,7 +161,7 @@ def test_a_run_trains_records_and_mnist_eval_reproduces_its_test_accuracy(finish
     assert config["pipeline"]["dataset"] == "usps-like: 16x16 images, 4 classes [idx-folder]"
     rows = epochs_recorded(run)
     assert rows[-1]["test_accuracy"] > 0.9 and rows[-1]["train_loss"] < rows[0]["train_loss"] / 2
-    evaluated = json.loads(finish(command("mnist-eval", run, "--json"))[0])
+    evaluated = json.loads(invoke("mnist-eval", run, "--json"))
     assert evaluated["dataset"] == "usps-like"
     assert evaluated["metrics"] == {"loss": rows[-1]["test_loss"], "accuracy": rows[-1]["test_accuracy"]}
 
@@ -167,13 +169,13 @@ def test_a_run_trains_records_and_mnist_eval_reproduces_its_test_accuracy(finish
 def test_a_run_killed_part_way_and_resumed_ends_as_the_run_done_in_one_go(finished):
     root, whole, _ = finished
     killed = root / "killed"
-    process = train(root / "usps", killed)
+    process = command("mnist-run", *training(root / "usps", killed))  # a process of its own, to be killed
     while len(epochs_recorded(killed)) < 2 and process.poll() is None:
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL and 2 <= len(epochs_recorded(killed)) < EPOCHS
-    resumed, _ = finish(command("mnist-run", "--resume", killed))
+    resumed = invoke("mnist-run", "--resume", killed)
     resumed_from = int(re.search(rf"^resume +from epoch (\d+) of {EPOCHS},", resumed, re.M)[1])
     assert 1 <= resumed_from < EPOCHS  # from its checkpoint, not trained afresh
     assert timeless(epochs_recorded(killed)) == timeless(epochs_recorded(whole))

@@ -1,25 +1,23 @@
 """Tested offline: small fake KMNIST files served from 127.0.0.1 as the mirror (``MNIST_TRAINER_MIRROR``), with
 torchvision's KMNIST checksums set to theirs, as mnist-trainer's own download tests do for MNIST. torchvision's
-mirror is replaced by a local one that must never be asked. The command-line runs read the cache the download
-left; the plugin must be installed for them (``pip install -e .``)."""
+mirror is replaced by a local one that must never be asked. The command-line runs (in this process, through click's
+runner) read the cache the download left; the plugin must be installed for them (``pip install -e .``)."""
 
 import gzip
 import hashlib
 import http.server
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner, Result
 from torchvision import datasets
 
 import mnist_trainer_kmnist as kmnist
-from mnist_trainer import UserError, testing
+from mnist_trainer import UserError, cli, testing
 
 SIZES = {"train": 600, "t10k": 200}
 TRAIN = ["--epochs", "3", "--hidden", "16", "--batch-size", "50", "--lr", "0.01", "--device", "cpu", "--json"]
@@ -143,10 +141,11 @@ def test_offline_with_nothing_cached_is_one_line_saying_what_to_do(mirror, tmp_p
         f"t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz, or copy them into {tmp_path / 'cache/KMNIST/raw'}")
 
 
-def command(name: str, *args, **env) -> subprocess.CompletedProcess:
-    """One of mnist-trainer's commands, installed beside this Python, with `env` added to the environment."""
-    return subprocess.run([str(Path(sys.executable).with_name(name)), *map(str, args)], capture_output=True,
-                          text=True, env={**os.environ, **env}, timeout=300)
+def command(name: str, *args, **env) -> Result:
+    """One of mnist-trainer's commands run in this process as its console script runs it (the plugins found as
+    installed), with `env` added to the environment: click's result, with its exit code, stdout and stderr."""
+    return CliRunner().invoke({"mnist-run": cli.main, "mnist-eval": cli.evaluate}[name], [str(arg) for arg in args],
+                              env=env)
 
 
 def timeless(row: dict) -> dict:
@@ -158,7 +157,7 @@ def test_runs_train_on_it_and_mnist_eval_needs_neither_the_cache_setting_nor_a_s
     records = []
     for flag in ("--dataset", "--plugin"):  # the same data either way
         result = command("mnist-run", flag, "kmnist", *TRAIN, "--out", tmp_path / flag.strip("-"))
-        assert result.returncode == 0, result.stderr
+        assert result.exit_code == 0, result.output
         assert re.search(r"^dataset +kmnist: 28x28 images, 10 classes \[kmnist\]$", result.stderr, re.M)
         assert "downloading" not in result.stderr and len(mirror.requests) == 4
         records.append(json.loads((tmp_path / flag.strip("-") / "config.json").read_text()))
@@ -173,7 +172,7 @@ def test_runs_train_on_it_and_mnist_eval_needs_neither_the_cache_setting_nor_a_s
     monkeypatch.delenv("MNIST_TRAINER_MIRROR")
     (tmp_path / "empty").mkdir()
     evaluated = command("mnist-eval", tmp_path / "dataset", "--json", MNIST_TRAINER_DATA=str(tmp_path / "empty"))
-    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["metrics"]["accuracy"] == first["summary"]["final"]["test_accuracy"]
     assert "downloading" not in evaluated.stderr and list((tmp_path / "empty").iterdir()) == []
 
