@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from epoch_speed import FASHION, RESULTS, machine, target  # noqa: E402
+from epoch_speed import FASHION, RESULTS, record, target  # noqa: E402
 
 
 def measure(plugins: tuple[str, ...], dataset: str, epochs: int) -> tuple[float, float, float]:
@@ -71,9 +71,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.record:
-        with RESULTS.open("a") as file:
-            file.write(f"\n## {time.strftime('%Y-%m-%d')}: `python benchmarks/checkpoint_cost.py`\n\n"
-                       f"Machine: {machine()}\n\n```\n{text}\n```\n")
+        record(text)
 
 
 if __name__ == "__main__":

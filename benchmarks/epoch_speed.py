@@ -157,10 +157,14 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.record:
-        command = " ".join(["python", "benchmarks/epoch_speed.py", *sys.argv[1:]])
-        with RESULTS.open("a") as file:
-            file.write(f"\n## {time.strftime('%Y-%m-%d')}: `{command}`\n\n"
-                       f"Machine: {machine(args.device)}\n\n```\n{text}\n```\n")
+        record(text, args.device)
+
+
+def record(text: str, device: str = "cpu") -> None:
+    """Append a benchmark's output to RESULTS.md under today's date, the command as it was given, and the machine."""
+    command = " ".join(["python", f"benchmarks/{Path(sys.argv[0]).name}", *sys.argv[1:]])
+    with RESULTS.open("a") as file:
+        file.write(f"\n## {time.strftime('%Y-%m-%d')}: `{command}`\n\nMachine: {machine(device)}\n\n```\n{text}\n```\n")
 
 
 def arguments() -> argparse.Namespace:

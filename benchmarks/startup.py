@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from epoch_speed import RESULTS, machine, target  # noqa: E402
+from epoch_speed import RESULTS, record, target  # noqa: E402
 
 BIN = Path(sys.executable).parent
 COMMANDS = (("mnist-run", "--help"), ("mnist-run", "--list-plugins"), ("mnist-eval", "--help"),
@@ -45,9 +45,7 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if args.record:
-        with RESULTS.open("a") as file:
-            file.write(f"\n## {time.strftime('%Y-%m-%d')}: `python benchmarks/startup.py`\n\nMachine: {machine()}\n\n"
-                       f"```\n{text}\n```\n")
+        record(text)
 
 
 if __name__ == "__main__":

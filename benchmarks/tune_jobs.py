@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from epoch_speed import RESULTS, machine  # noqa: E402
+from epoch_speed import RESULTS, record  # noqa: E402
 
 BIN = Path(sys.executable).parent
 SPACE = ["-p", "relu", "-p", "dropout", "--space", "lr=1e-4..1e-1:log", "--space", "init=xavier|he",
@@ -71,9 +71,7 @@ def main() -> None:
     text = "\n".join(report(found, variants, args))
     print(text)
     if args.record:
-        with RESULTS.open("a") as file:
-            file.write(f"\n## {time.strftime('%Y-%m-%d')}: `python benchmarks/tune_jobs.py {' '.join(sys.argv[1:])}`"
-                       f"\n\nMachine: {machine()}\n\n```\n{text}\n```\n")
+        record(text)
 
 
 def report(found: dict[str, list[dict]], variants: dict, args: argparse.Namespace) -> list[str]:
