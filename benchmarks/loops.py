@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -172,6 +173,23 @@ class Listener:
             self.calls += 1
 
         setattr(self, f"mnist_trainer_{event}", hookimpl(count))
+
+
+def dispatch_seconds(event: str, calls: int = 60000) -> float:
+    """Seconds per call of `event` as the loop emits it, with `Listener` and the MLP's plugins registered: the whole
+    of what one listener adds to a step, timed in one process, where a shared machine's slow spells cannot hide it."""
+    from mnist_trainer import registry
+
+    manager = registry.make_manager(listener=Listener(event))
+    registry.load(manager, ["relu", "xavier"])
+    events, name, loss = registry.Events(manager), f"mnist_trainer_{event}", torch.zeros(())
+    rounds = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(calls):
+            events.emit(name, run=None, loss=loss)
+        rounds.append((time.perf_counter() - started) / calls)
+    return statistics.median(rounds)
 
 
 def mnist_trainer_run(dataset: str, epochs: int, optimizer: str | None = None, device: str = "cpu",

@@ -32,6 +32,19 @@ def test_epoch_speed_tiny_mode_reports_every_loop_and_listener():
     floor = re.search(r"matmul floor: ([\d.]+) s/epoch \(([\d.]+) GFLOP", out.stdout)
     assert floor and float(floor[1]) > 0 and float(floor[2]) == 1.6  # 1,200 images: 1.6 GFLOP per epoch
     assert "target" not in out.stdout  # the tiny mode checks no targets
+    dispatch = re.findall(r"^(step_end|before_step) dispatch, timed in one process: ([\d.]+) us per step", out.stdout,
+                          flags=re.M)
+    assert [event for event, _ in dispatch] == ["step_end", "before_step"] and all(float(us) > 0 for _, us in dispatch)
+
+
+def test_a_ratio_is_the_median_of_the_rounds_ratios_not_a_ratio_of_pooled_medians():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from epoch_speed import paired
+
+    ours = {"rounds": [{"epochs": [1.0, 1.0]}, {"epochs": [3.0, 3.0]}, {"epochs": [3.0]}]}  # rounds 2 and 3: slow spells
+    other = {"rounds": [{"epochs": [1.2, 1.2]}, {"epochs": [1.0, 1.0]}, {"epochs": [3.3]}]}  # round 2: a quiet one
+    assert paired(ours, other) == pytest.approx(1 / 1.1)  # rounds: 0.83, 3.0, 0.91 (pooled medians: 3.0 / 1.2)
+    assert paired(other, ours) == pytest.approx(1.1)
 
 
 @pytest.mark.slow
@@ -42,7 +55,7 @@ def test_epoch_speed_times_every_mlp_loop_with_an_optimizer_plugins_optimizer():
     lines = out.stdout.splitlines()
     assert lines[0].startswith("optimizer: LBFGS(lr=1.0, max_iter=2, max_eval=5,") and "--plugin lbfgs" in lines[0]
     rows = {line.split()[0] for line in lines if ROW.match(line)}
-    assert rows == {"course", "plain", "same-parts", "mnist-trainer", "+"} and "cnn" not in out.stdout
+    assert rows == {"plain", "same-parts", "mnist-trainer", "+"} and "cnn" not in out.stdout  # the course loop: Adam
     assert "target" not in out.stdout
 
 
