@@ -41,7 +41,7 @@ def test_a_ratio_is_the_median_of_the_rounds_ratios_not_a_ratio_of_pooled_median
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from epoch_speed import paired
 
-    ours = {"rounds": [{"epochs": [1.0, 1.0]}, {"epochs": [3.0, 3.0]}, {"epochs": [3.0]}]}  # rounds 2 and 3: slow spells
+    ours = {"rounds": [{"epochs": [1.0, 1.0]}, {"epochs": [3.0, 3.0]}, {"epochs": [3.0]}]}  # rounds 2, 3: slow spells
     other = {"rounds": [{"epochs": [1.2, 1.2]}, {"epochs": [1.0, 1.0]}, {"epochs": [3.3]}]}  # round 2: a quiet one
     assert paired(ours, other) == pytest.approx(1 / 1.1)  # rounds: 0.83, 3.0, 0.91 (pooled medians: 3.0 / 1.2)
     assert paired(other, ours) == pytest.approx(1.1)
