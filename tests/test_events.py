@@ -3,8 +3,10 @@
 import json
 
 import pytest
+import torch
 
-from mnist_trainer import UserError, hookimpl, testing
+from mnist_trainer import PluginError, Regularizer, UserError, hookimpl, testing
+from mnist_trainer.checks import guard
 from mnist_trainer.distributed import World
 from mnist_trainer.pipeline import compose
 from mnist_trainer.run import Run
@@ -160,6 +162,26 @@ def test_step_event_costs_nothing_without_a_listener():
     assert callbacks.step_end is None and callbacks.before_step is None and callbacks.progress is None
     listening = testing.plugin_manager(recorder=Recorder())
     assert _callbacks(run, compose(listening, SETTINGS).events, None).step_end is not None
+
+
+def test_an_events_caller_is_made_once_per_rank_and_remade_when_plugins_change():
+    events = compose(testing.plugin_manager(recorder=Recorder()), SETTINGS).events
+    caller = events.caller("mnist_trainer_step_end")
+    assert caller is not None and events.caller("mnist_trainer_step_end") is caller
+    events.serve(leader=False)  # another rank calls only the every-rank handlers: its own caller
+    assert events.caller("mnist_trainer_step_end") is not caller
+    with events.attached({"extra": Recorder()}):
+        assert events.caller("mnist_trainer_step_end") is not caller
+
+
+def test_a_per_step_answer_is_checked_on_its_first_call_only():
+    good, bad = torch.zeros(()), torch.zeros(2)
+    results = iter([bad, good, bad])
+    answer = guard("odd", "mnist_trainer_regularizer", Regularizer("odd", penalty=lambda *_: next(results)))
+    with pytest.raises(PluginError, match="plugin 'odd'.*penalty.*0-d tensor"):
+        answer.penalty(None, None, None)  # the first call is checked, and refused
+    assert answer.penalty(None, None, None) is good
+    assert answer.penalty(None, None, None) is bad  # once a first call passed, later calls run unchecked
 
 
 def test_tracing_prints_every_hook_call_with_plugins_and_time(run_cli, fake_plugin, tmp_path, monkeypatch):
