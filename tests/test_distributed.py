@@ -1,7 +1,8 @@
 """Data-parallel training under torchrun (gloo, on this CPU): the same run as one process, one record, clear errors.
 
-Each test starts real processes through torch's own launcher, so these are the slowest
-tests of the suite; each keeps to a few seconds of training on synthetic data. The one-process
+Most tests start real processes through torch's own launcher, so these are the slowest tests of
+the suite and are marked `processes` (pytest -m processes), but for one two-process run that the
+default suite keeps; each keeps to a few seconds of training on synthetic data. The one-process
 runs they are compared with train in the test's own process, on the launched processes' threads.
 """
 
@@ -121,7 +122,8 @@ def test_torchs_batch_norms_synchronise_with_their_state_and_a_subclass_is_refus
         sync_batch_norm(Custom(3), torch.device("cpu"))
 
 
-@pytest.mark.parametrize("plugins", [["relu", "xavier"], ["batchnorm", "he"]], ids="+".join)
+@pytest.mark.parametrize("plugins", [["relu", "xavier"],
+                                     pytest.param(["batchnorm", "he"], marks=pytest.mark.processes)], ids="+".join)
 def test_two_processes_train_as_one_does(tmp_path, plugins):
     flags = [arg for name in plugins for arg in ("--plugin", name)] + RUN
     alone = one_process(*flags, "--out", tmp_path / "one")
@@ -149,6 +151,7 @@ def test_two_processes_train_as_one_does(tmp_path, plugins):
     ]
 
 
+@pytest.mark.processes
 def test_lbfgs_line_searches_see_the_global_batchs_loss_on_every_process(tmp_path):
     """Each process's line search must see one loss, the global batch's, or they evaluate the closure different numbers
     of times and their collectives part: the run died so before the closure's loss was averaged. (It does not end
@@ -162,6 +165,7 @@ def test_lbfgs_line_searches_see_the_global_batchs_loss_on_every_process(tmp_pat
     assert epochs(out)[-1]["test_accuracy"] > 0.9
 
 
+@pytest.mark.processes
 def test_every_rank_starts_from_the_same_pretrained_weights_as_one_process(tmp_path):
     flags = ["--plugin", "rbm-pretrain", "-o", "rbm-pretrain.epochs=1", *SHORT[:3], "2", *SHORT[4:]]  # 2 epochs
     one = one_process(*flags, "--out", tmp_path / "one")
@@ -179,6 +183,7 @@ def free_port():
         return probe.getsockname()[1]
 
 
+@pytest.mark.processes
 def test_two_nodes_through_a_c10d_rendezvous_train_as_one_process_does(tmp_path):
     flags = ["--plugin", "relu", *SHORT]
     assert one_process(*flags, "--out", tmp_path / "one").exit_code == 0
@@ -196,6 +201,7 @@ def test_two_nodes_through_a_c10d_rendezvous_train_as_one_process_does(tmp_path)
     assert_same_training(tmp_path / "one", tmp_path / "two")
 
 
+@pytest.mark.processes
 def test_a_killed_two_process_run_resumes_on_one_or_two_processes_as_if_never_killed(fake_plugin, tmp_path):
     site = fake_plugin("stops", STOPS_ITSELF)
     env = {"PYTHONPATH": str(site)}
@@ -250,6 +256,7 @@ def mnist_trainer_run_end(run):
 """
 
 
+@pytest.mark.processes
 def test_a_rank_failing_gives_one_line_per_process_and_rank_0_records_the_cause(fake_plugin, tmp_path):
     site = fake_plugin("fails", RANK_ONE_FAILS)
     ended = torchrun("--plugin", "fails", "--plugin", "relu", *SHORT, "--out", tmp_path / "run",
@@ -265,6 +272,7 @@ def test_a_rank_failing_gives_one_line_per_process_and_rank_0_records_the_cause(
     assert summary["status"] == "failed" and "rank 1 failed" in summary["reason"]
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("source, reason", [(RANK_ZERO_STOPS, "enough"), (RANK_ONE_STOPS, "rank 1 had enough")],
                          ids=["asked-on-rank-0", "asked-on-rank-1"])
 def test_a_stop_asked_on_any_rank_stops_every_rank_together_with_its_reason(fake_plugin, tmp_path, source, reason):
@@ -289,6 +297,7 @@ def mnist_trainer_run_end(run):
 """
 
 
+@pytest.mark.processes
 def test_rank_1_failing_at_run_end_makes_the_record_failed_before_rank_0_finishes_it(fake_plugin, tmp_path):
     site = fake_plugin("endfail", RANK_ONE_FAILS_AT_THE_END)
     ended = torchrun("--plugin", "endfail", "--plugin", "relu", *SHORT, "--out", tmp_path / "run",
@@ -302,6 +311,7 @@ def test_rank_1_failing_at_run_end_makes_the_record_failed_before_rank_0_finishe
     assert summary["status"] == "failed" and summary["reason"].startswith("rank 1 failed: plugin 'endfail'")
 
 
+@pytest.mark.processes
 def test_rank_0_failing_after_the_last_epoch_stops_the_others_with_one_line(fake_plugin, tmp_path):
     site = fake_plugin("endfail", RANK_ZERO_FAILS_AT_THE_END)
     ended = torchrun("--plugin", "endfail", "--plugin", "relu", *SHORT, "--out", tmp_path / "run",
@@ -315,6 +325,7 @@ def test_rank_0_failing_after_the_last_epoch_stops_the_others_with_one_line(fake
     assert json.loads((tmp_path / "run" / "config.json").read_text())["summary"]["status"] == "failed"
 
 
+@pytest.mark.processes
 def test_mnist_run_nproc_starts_the_processes_through_torchrun_and_exits_as_they_do(tmp_path):
     started = console("mnist-run", "--nproc", "2", "--plugin", "relu", *SHORT, "--out", tmp_path / "run", env=ENV)
     assert started.returncode == 0 and started.stderr == "", started.stderr  # the launcher adds nothing
@@ -328,6 +339,7 @@ def test_mnist_run_nproc_starts_the_processes_through_torchrun_and_exits_as_they
             and comparing.stderr.startswith("Error: mnist-compare trains its arms one after another"))
 
 
+@pytest.mark.processes
 def test_what_cannot_work_across_processes_is_one_line_per_process(tmp_path):
     uneven = console("mnist-run", "--nproc", "2", "--plugin", "relu", *SHORT[:4], "--batch-size", "49", "--out",
                      tmp_path / "uneven", env=ENV)

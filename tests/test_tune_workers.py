@@ -1,5 +1,6 @@
 """mnist-tune's workers: two on one SQLite study (--jobs 2), two commands on one journal file, a worker killed
-mid-trial; and the command without optuna, and its --help, which imports neither torch nor optuna."""
+mid-trial (tests of several processes: pytest -m processes); and the command without optuna, and its --help, which
+imports neither torch nor optuna."""
 
 import csv
 import os
@@ -47,6 +48,7 @@ def site(fake_plugin, tmp_path):
     return str(folder)
 
 
+@pytest.mark.processes
 @pytest.mark.skipif(cores() < 2, reason="--jobs 2 needs 2 cores")
 def test_two_workers_on_one_sqlite_study_finish_the_trials_though_one_is_killed_mid_trial(site, tmp_path):
     out = tmp_path / "study"
@@ -64,6 +66,7 @@ def test_two_workers_on_one_sqlite_study_finish_the_trials_though_one_is_killed_
     assert sorted(path.name for path in out.glob("trial-*")) == [f"trial-{n:04d}" for n in range(6)]
 
 
+@pytest.mark.processes
 def test_two_commands_on_one_journal_file_share_the_study_and_a_killed_ones_trial_fails(site, tmp_path, run_cli,
                                                                                        monkeypatch):
     out, journal = tmp_path / "study", tmp_path / "study.log"
