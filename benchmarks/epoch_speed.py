@@ -28,6 +28,7 @@ import functools
 import json
 import os
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -189,7 +190,19 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu or cuda: the loops by hand and mnist-trainer (not the "
                                                         "course loop, which is CPU-bound by design) train there")
     parser.add_argument("--record", action="store_true", help=f"append the output to {RESULTS}")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.rounds < 1 or args.epochs < 1:
+        parser.error("--rounds and --epochs must be at least 1")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", args.device):
+        parser.error(f"--device {args.device!r}: choose cpu, cuda or cuda:N")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: this torch sees no CUDA device; use --device cpu")
+    if args.optimizer:
+        import mnist_trainer_optimizers
+
+        if args.optimizer not in mnist_trainer_optimizers.FAMILY:
+            parser.error(f"--optimizer {args.optimizer!r}: choose one of {', '.join(mnist_trainer_optimizers.FAMILY)}")
+    return args
 
 
 def optimizer_line(name: str | None, device: str) -> str:

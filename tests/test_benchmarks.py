@@ -94,3 +94,12 @@ def test_tune_jobs_times_every_variant_and_records_each_workers_threads():
     assert len(set(threads["--jobs 2"])) == 1 and 2 * threads["--jobs 2"][0] <= max(2, os.cpu_count())
     assert re.search(r"^--jobs 2 against --jobs 1: [\d.]+x the wall time, [\d.]+x the epochs per second$", out.stdout,
                      flags=re.M)
+
+
+@pytest.mark.parametrize("flags, said", [(["--rounds", "0"], "--rounds and --epochs must be at least 1"),
+                                         (["--optimizer", "nope"], "--optimizer 'nope': choose one of sgd,"),
+                                         (["--device", "tpu"], "--device 'tpu': choose cpu, cuda or cuda:N")])
+def test_epoch_speed_refuses_bad_flags_before_timing_anything(flags, said):
+    out = subprocess.run([sys.executable, ROOT / "benchmarks" / "epoch_speed.py", *flags],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and said in out.stderr.splitlines()[-1] and not out.stdout, out.stderr
