@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from mnist_trainer import tune_cli
+from mnist_trainer.environment import cores
 from mnist_trainer.tune_report import LOST
-from mnist_trainer.tune_worker import cores
 from tests.conftest import BIN, console
 from tests.test_tune import TINY
 

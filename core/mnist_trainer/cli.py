@@ -18,6 +18,7 @@ from typing import Iterator
 import click
 
 from . import registry
+from .environment import cores
 from .errors import UserError
 from .records import to_json
 from .settings import declared
@@ -151,7 +152,7 @@ def _check_nproc(nproc: int, device: str, oversubscribe: bool) -> None:
     import torch
 
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    have, what = (torch.cuda.device_count(), "CUDA devices") if cuda else (os.cpu_count() or 1, "CPU cores")
+    have, what = (torch.cuda.device_count(), "CUDA devices") if cuda else (cores(), "CPU cores")
     if nproc > have and not oversubscribe:
         raise UserError(f"--nproc {nproc} starts more processes than this machine's {have} {what}, which would only "
                         "share them out; give at most that many, or add --oversubscribe if you mean it")

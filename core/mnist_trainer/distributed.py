@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from .devices import describe_device, resolve_device
-from .environment import bounded
+from .environment import bounded, cores
 from .errors import UserError, one_line
 
 T = TypeVar("T")
@@ -311,7 +311,7 @@ def launch(nproc: int, argv: list[str]) -> int:
 
     if launched():
         raise UserError("--nproc starts torchrun itself; under torchrun, leave --nproc out")
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores() // nproc)))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)  # each process says what went wrong
     try:
         run(get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "mnist_trainer", *argv]))

@@ -1,4 +1,5 @@
-"""Numbers read from environment variables, bounded where they are read.
+"""What the process's environment offers: numbers read from environment variables, bounded where they are read,
+and the cores this process may run on.
 
 A value such as ``inf``, ``1e400`` or ``nan`` would otherwise reach the socket or the process group
 and fail there as a traceback (or wait forever); here it is one line naming the variable.
@@ -27,3 +28,9 @@ def bounded(variable: str, default: float, *, unit: str = "seconds", ceiling: fl
         raise UserError(f"{variable}={text!r} is not a number of {unit} above 0 and at most {ceiling:g}; "
                         f"set one in that range, or unset it for the default of {default:g}")
     return value
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, which taskset or a container's cpuset can narrow), which
+    its workers and torch threads share out."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

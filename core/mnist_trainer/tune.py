@@ -20,6 +20,7 @@ import optuna
 from . import registry, trainer
 from .devices import resolve_device
 from .distributed import launched
+from .environment import cores
 from .errors import UserError
 from .records import atomic_write, cannot_write, default_out, to_json
 from .session import Output
@@ -27,7 +28,7 @@ from .tune_report import best_lines, draw, write
 from .tune_space import check, parse
 from .tune_storage import check_plan, default_url, load_study, open_storage, shown, tally
 from .tune_trial import Job
-from .tune_worker import cores, lost_line, spawn, threads, work
+from .tune_worker import lost_line, spawn, threads, work
 
 STUDY_FILE = "study.json"
 HOLDOUT = ("choosing settings by the test split makes its test score optimistic: the choice fitted that very split")

@@ -22,6 +22,7 @@ import attrs
 import optuna
 import torch
 
+from .environment import cores
 from .session import Output
 from .tune_report import LOST, line, write
 from .tune_storage import fail, fail_stale, launched_by, load_study, open_storage, tally
@@ -31,10 +32,6 @@ LOCK = ".workers.lock"
 POLL = 0.5  # seconds between looks while the launch's last trials run in other workers
 GRACE = 2.0  # seconds a worker has to end on its own after Ctrl-C before it is told again
 PRELOAD = ["torch._dynamo"]  # imported on an optimizer's first use: once in the fork server, not in every worker
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def threads(jobs: int) -> int:
