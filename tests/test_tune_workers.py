@@ -2,7 +2,6 @@
 mid-trial (tests of several processes: pytest -m processes); and the command without optuna, and its --help, which
 imports neither torch nor optuna."""
 
-import csv
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from mnist_trainer import tune_cli
 from mnist_trainer.environment import cores
 from mnist_trainer.tune_report import LOST
 from tests.conftest import BIN, console
-from tests.test_tune import TINY
+from tests.test_tune import TINY, trials
 
 KILLS_ITSELF = """
 import os, signal
@@ -33,10 +32,6 @@ def mnist_trainer_epoch_end(run):
         os.kill(os.getpid(), signal.SIGKILL)
 """
 SPACE = ["-p", "relu", "-p", "killer", "--space", "lr=1e-3..1e-1:log", *TINY]
-
-
-def trials(folder):
-    return list(csv.DictReader((folder / "trials.csv").open()))
 
 
 @pytest.fixture
