@@ -24,6 +24,7 @@ import torch
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 WIDTHS = (784, 256, 256, 10)
+MLP_PLUGINS = ("relu", "xavier")  # the MLP through mnist-trainer: --plugin relu --plugin xavier
 BATCH = 100
 CHUNK = 1024
 
@@ -179,7 +180,7 @@ def dispatch_seconds(event: str, calls: int = 60000) -> float:
     from mnist_trainer import registry
 
     manager = registry.make_manager(listener=Listener(event))
-    registry.load(manager, ["relu", "xavier"])
+    registry.load(manager, list(MLP_PLUGINS))
     events, name, loss = registry.Events(manager), f"mnist_trainer_{event}", torch.zeros(())
     rounds = []
     for _ in range(5):
@@ -191,7 +192,7 @@ def dispatch_seconds(event: str, calls: int = 60000) -> float:
 
 
 def mnist_trainer_run(dataset: str, epochs: int, optimizer: str | None = None, device: str = "cpu",
-                      plugins=("relu", "xavier"), listen: str | None = None) -> list:
+                      plugins=MLP_PLUGINS, listen: str | None = None) -> list:
     """The same run through the project's public API: --plugin relu --plugin xavier (or cnn's), the optimizer's plugin,
     and with `listen` a do-nothing plugin on that run event."""
     from mnist_trainer import registry
