@@ -25,7 +25,7 @@ import torch
 from .environment import cores
 from .session import Output
 from .tune_report import LOST, line, write
-from .tune_storage import fail, fail_stale, launched_by, load_study, open_storage, tally
+from .tune_storage import LostCallback, fail, fail_stale, launched_by, load_study, open_storage, tally
 from .tune_trial import Job, Objective, TrialFailed
 
 LOCK = ".workers.lock"
@@ -65,14 +65,19 @@ def lost_line(say: Callable[[str], None]) -> Callable[[optuna.Study, optuna.tria
     return lambda study, trial: say(f"trial {trial.number} failed: {LOST}; the study goes on without it")
 
 
+def join(job: Job, on_lost: LostCallback) -> tuple:
+    """The job's storage (calling `on_lost` for a trial whose worker is gone) and its study."""
+    storage = open_storage(job.storage, on_lost)
+    return storage, load_study(storage, job.storage, job.study, job.direction, job.fields["seed"], job.prune)
+
+
 def work(job: Job, output: Output) -> None:
     """Run trials until this launch has `job.trials` that ended (or the deadline passes); each one's line on
     `output.say`, ``trials.csv`` and ``best.json`` rewritten after each."""
     count = threads(job.jobs)
     torch.set_num_threads(count)
     on_lost = lost_line(output.say)
-    storage = open_storage(job.storage, on_lost)
-    study = load_study(storage, job.storage, job.study, job.direction, job.fields["seed"], job.prune)
+    storage, study = join(job, on_lost)
     quiet = attrs.evolve(output, say=lambda text: None, note=lambda text: None, progress=False)
     objective, turn = Objective(job, storage, count, quiet), Turn(job.out)
     names = [dimension.name for dimension in job.dimensions]
@@ -127,8 +132,7 @@ def _lost_worker(job: Job, index: int, code: int, warn: Callable[[str], None]) -
     if code in (2, 130, 143):  # it said why itself (one line), or it was interrupted
         return code
     how = f"was killed ({signal.Signals(-code).name})" if code < 0 else f"ended with status {code}"
-    storage = open_storage(job.storage, lost_line(warn))
-    study = load_study(storage, job.storage, job.study, job.direction, job.fields["seed"], job.prune)
+    study = join(job, lost_line(warn))[1]
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         if launched_by(trial, job.launch, index):
             warn(f"worker {index} {how} during trial {trial.number}")
